@@ -1,0 +1,150 @@
+"""A small blocking client for the General's HTTP API, on http.client and json only.
+
+One TCP connection per request: the CLI makes two or three calls per run, and a fresh
+connection never fails the way a reused keep-alive one can when the server has closed it
+(which would leave us guessing whether a POST took effect).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from troop import __version__
+from troop.cli.errors import ApiError, UnreachableError, UsageError
+
+JsonObj = dict[str, Any]
+
+# Plain calls answer quickly; long-polls get their wait on top of this.
+REQUEST_TIMEOUT = 30.0
+
+
+class ApiClient:
+    """Calls under `<url>/api/v1`; raises ApiError or UnreachableError, never http.client's."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"invalid General URL {url!r}: expected http://HOST[:PORT]")
+        try:
+            self._port = parts.port
+        except ValueError:
+            raise UsageError(f"invalid port in General URL {url!r}") from None
+        self.url = url
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._prefix = parts.path.rstrip("/") + "/api/v1"
+        self._headers = {"Accept": "application/json", "User-Agent": f"troop/{__version__}"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str, *, timeout: float = REQUEST_TIMEOUT) -> JsonObj:
+        return self.request("GET", path, timeout=timeout)
+
+    def post(self, path: str, body: JsonObj, *, timeout: float = REQUEST_TIMEOUT) -> JsonObj:
+        return self.request("POST", path, body, timeout=timeout)
+
+    def delete(self, path: str) -> JsonObj:
+        return self.request("DELETE", path)
+
+    def request(
+        self, method: str, path: str, body: JsonObj | None = None, *,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> JsonObj:
+        conn, resp = self._open(method, path, body, timeout)
+        try:
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise UnreachableError(self.url, _reason(exc)) from exc
+        finally:
+            conn.close()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            raise ApiError(resp.status, "the General sent a reply that is not JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(resp.status, "the General sent a reply that is not a JSON object")
+        return data
+
+    def events(self, path: str, *, idle_timeout: float | None) -> Iterator[JsonObj]:
+        """Yield the objects of a newline-delimited JSON stream as each line arrives.
+
+        The stream is best effort: if it breaks, iteration just ends and the caller asks for
+        the job's state instead, which is authoritative.
+        """
+        conn, resp = self._open("GET", path, None, idle_timeout)
+        try:
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    return
+                if not line:
+                    return
+                line = line.strip()
+                if not line:
+                    continue  # blank keep-alive lines
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    yield event
+        finally:
+            conn.close()
+
+    def _open(
+        self, method: str, path: str, body: JsonObj | None, timeout: float | None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=timeout)
+        headers = dict(self._headers)
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, self._prefix + path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                raise ApiError(resp.status, _error_message(resp.read(), resp.reason))
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise UnreachableError(self.url, _reason(exc)) from exc
+        except ApiError:
+            conn.close()
+            raise
+        return conn, resp
+
+
+def quote(segment: object) -> str:
+    """One path segment, escaped (job ids and token names come from the user)."""
+    return urllib.parse.quote(str(segment), safe="")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def _error_message(raw: bytes, reason: str) -> str:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return reason or "error"
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), str):
+            return str(data["error"])
+        detail = data.get("detail")  # FastAPI's own shape, should one slip through
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            where = ".".join(str(p) for p in first.get("loc", []))
+            return f"{where}: {first.get('msg', 'invalid request')}"
+    return reason or "error"

@@ -1,0 +1,274 @@
+"""The grammar of the `troop` command line: argparse parsers, the `--` split, and the checks
+argparse cannot express.
+
+Two rules shape it (both are part of the stable surface in DESIGN.md):
+
+* Target and job options (`--os`, `--tag`, `--one`, `--json`, ...) may stand anywhere among a
+  command's options before `--`.  Plain argparse stops filling `nargs="*"` positionals at the
+  first option, so leaf commands parse "intermixed" (see `_Parser`).
+* Everything after the first `--` is the remote program, verbatim.  We cut argv there ourselves
+  instead of letting argparse see `--`, whose handling differs between Python versions.
+
+Each leaf sets `handler` ("module:function" under troop.cli) so main.py can import only the
+code the command needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from troop import __version__
+
+DEFAULT_URL = "http://127.0.0.1:6858"
+DEFAULT_CMD_TIMEOUT = 60.0
+# A ping that waits a minute for one stuck host is useless; an answering scout replies in ms.
+DEFAULT_PING_TIMEOUT = 10.0
+DEFAULT_MAX_OUTPUT = 1 << 20
+ROLES = ("admin", "operator", "viewer")
+
+_EPILOG = """\
+TARGET is a comma-separated list of host names; globs are allowed ('*' is every host).
+It combines with --os, --tag (all must match) and --one (any one matching online host).
+
+exit status: 0 every targeted host succeeded (or the call worked), 1 some host did not,
+             2 usage or API error, 130 interrupted.
+environment: TROOP_URL, TROOP_TOKEN, TROOP_TOKEN_FILE; NO_COLOR turns colour off.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that, when `intermixed` is set, lets options and positionals mix.
+
+    The subcommand machinery calls `parse_known_args` on the chosen leaf; routing that call
+    to `parse_known_intermixed_args` (which itself calls back into `parse_known_args`, hence
+    the re-entrancy flag) is the one hook argparse offers for it.
+    """
+
+    intermixed = False
+    _inside = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if not self.intermixed or self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    """Parse one `--env K=V`; the value may be empty or contain '='."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
+    return key, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
+    # Leaves repeat these (hidden, SUPPRESS default) so `troop ping web1 --url X` works too
+    # without overwriting a value given before the command.
+    default = argparse.SUPPRESS if hidden else None
+
+    def helptext(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    parser.add_argument(
+        "--url", default=default,
+        help=helptext(f"the General's API (env TROOP_URL; default {DEFAULT_URL})"),
+    )
+    parser.add_argument("--token", default=default, help=helptext("API token (env TROOP_TOKEN)"))
+    parser.add_argument(
+        "--token-file", metavar="PATH", default=default,
+        help=helptext("read the token from PATH (env TROOP_TOKEN_FILE)"),
+    )
+
+
+def _leaf(
+    sub: argparse._SubParsersAction[_Parser], name: str, handler: str, helptext: str, **kw: Any
+) -> _Parser:
+    parser = sub.add_parser(name, help=helptext, description=helptext, **kw)
+    parser.intermixed = True
+    parser.set_defaults(handler=handler, parser=parser)
+    _connection_options(parser, hidden=True)
+    return parser
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _job_options(parser: argparse.ArgumentParser, default_timeout: float) -> None:
+    group = parser.add_argument_group("target and job options (anywhere before --)")
+    group.add_argument("--os", choices=("linux", "windows"), help="only hosts with this OS")
+    group.add_argument(
+        "--tag", action="append", default=[], metavar="TAG",
+        help="only hosts with this tag (repeat: every tag must match)",
+    )
+    group.add_argument("--one", action="store_true", help="any one matching online host")
+    group.add_argument(
+        "--timeout", type=_seconds, default=default_timeout, metavar="SECONDS",
+        help=f"per-host deadline (default {default_timeout:g})",
+    )
+    group.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    group.add_argument(
+        "--async", dest="detach", action="store_true", help="print the job id and leave"
+    )
+    group.add_argument(
+        "--stream", action="store_true", help="print output lines live, prefixed by host"
+    )
+
+
+def _add_job_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    ping = _leaf(sub, "ping", "commands_jobs:run_ping", "check which scouts answer")
+    ping.add_argument("target", metavar="TARGET")
+    _job_options(ping, DEFAULT_PING_TIMEOUT)
+
+    cmd = _leaf(
+        sub, "cmd", "commands_jobs:run_cmd", "run a program on hosts",
+        usage="troop cmd TARGET [options] -- PROGRAM [ARGS...]",
+    )
+    cmd.add_argument("target", metavar="TARGET")
+    cmd.add_argument("program", nargs="*", metavar="PROGRAM", help="program and arguments")
+    cmd.add_argument(
+        "--env", type=env_pair, action="append", default=[], metavar="K=V",
+        help="set an environment variable (repeatable)",
+    )
+    cmd.add_argument("--dir", metavar="DIR", help="working directory on the host")
+    cmd.add_argument(
+        "--shell", action="store_true", help="join PROGRAM and ARGS into one shell command line"
+    )
+    cmd.add_argument(
+        "--max-output", type=_positive_int, default=DEFAULT_MAX_OUTPUT, metavar="BYTES",
+        help=f"cap on each of stdout and stderr (default {DEFAULT_MAX_OUTPUT})",
+    )
+    _job_options(cmd, DEFAULT_CMD_TIMEOUT)
+
+    job = sub.add_parser("job", help="show or list jobs", description="show or list jobs")
+    actions = job.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = _leaf(actions, "show", "commands_jobs:run_job_show", "show a job's results")
+    show.add_argument("job_id", metavar="ID")
+    show.add_argument("--wait", action="store_true", help="wait until the job is done")
+    _json_option(show)
+    listing = _leaf(actions, "list", "commands_jobs:run_job_list", "list recent jobs")
+    listing.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    _json_option(listing)
+
+
+def _add_key_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    key = sub.add_parser("key", help="manage scout keys", description="manage scout keys")
+    actions = key.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _json_option(_leaf(actions, "list", "commands_keys:run_list", "list keys by state"))
+    for verb in ("accept", "reject", "delete"):
+        change = _leaf(actions, verb, "commands_keys:run_change", f"{verb} scout keys")
+        change.add_argument("hosts", nargs="*", metavar="HOST")
+        change.add_argument("--all", action="store_true", help=f"{verb} every key it applies to")
+        _json_option(change)
+    _json_option(
+        _leaf(actions, "rotate", "commands_keys:run_rotate", "rotate the General's session key")
+    )
+
+
+def _add_admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    token = sub.add_parser("token", help="manage API tokens", description="manage API tokens")
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = _leaf(actions, "create", "commands_tokens:run_create", "create a token")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--role", choices=ROLES, required=True)
+    create.add_argument("--expires", type=_positive_int, metavar="SECONDS", help="lifetime")
+    create.add_argument(
+        "--targets", metavar="PATTERN,...", help="hosts the token may target (default: all)"
+    )
+    _json_option(create)
+    _json_option(_leaf(actions, "list", "commands_tokens:run_list", "list tokens"))
+    revoke = _leaf(actions, "revoke", "commands_tokens:run_revoke", "revoke a token")
+    revoke.add_argument("token_ref", metavar="ID_OR_NAME")
+    _json_option(revoke)
+
+    host = sub.add_parser("host", help="list hosts", description="list hosts")
+    host_actions = host.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _json_option(_leaf(host_actions, "list", "commands_hosts:run_list", "list known hosts"))
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="troop",
+        description="Run commands on many servers through a Troop General.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"troop {__version__}")
+    _connection_options(parser, hidden=False)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    _add_job_commands(sub)
+    _add_key_commands(sub)
+    _add_admin_commands(sub)
+    return parser
+
+
+def split_program(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Cut argv at the first `--`: (options and positionals, program or None if no `--`)."""
+    args = list(argv)
+    if "--" not in args:
+        return args, None
+    cut = args.index("--")
+    return args[:cut], args[cut + 1 :]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse and check a full command line; usage errors exit 2 via argparse."""
+    head, tail = split_program(argv)
+    parser = build_parser()
+    ns = parser.parse_args(head)
+    if ns.command == "cmd":
+        ns.program = list(ns.program) + (tail or [])
+    elif tail is not None:
+        # Elsewhere `--` keeps its usual meaning ("no options after this"), e.g. for a host
+        # name that starts with a dash.
+        ns = parser.parse_args(argv)
+    _check(ns)
+    return ns
+
+
+def _check(ns: argparse.Namespace) -> None:
+    leaf: argparse.ArgumentParser = ns.parser
+    if ns.command == "cmd":
+        if not ns.program:
+            leaf.error("no program given (put it after --)")
+        ns.env = dict(ns.env)
+    if ns.command == "key" and ns.action in ("accept", "reject", "delete"):
+        if ns.all and ns.hosts:
+            leaf.error("give HOST names or --all, not both")
+        if not ns.all and not ns.hosts:
+            leaf.error("give HOST names or --all")
+    if ns.command == "token" and ns.action == "create" and ns.targets is not None:
+        ns.targets = [t.strip() for t in ns.targets.split(",") if t.strip()]
+        if not ns.targets:
+            leaf.error("--targets needs at least one pattern")

@@ -1,0 +1,34 @@
+"""`troop host list`: what the General knows about each scout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from troop.cli.context import Context
+from troop.cli.tables import format_age, table
+
+
+def run_list(ns: argparse.Namespace, ctx: Context) -> int:
+    console = ctx.console()
+    data = ctx.client().get("/hosts")
+    if ns.json:
+        console.out(json.dumps(data, indent=2))
+        return 0
+    hosts = sorted(data.get("hosts") or [], key=lambda h: str(h.get("hostname", "")))
+    if not hosts:
+        console.err("no hosts")
+        return 0
+    style = console.out_style
+    rows = [
+        [
+            str(h.get("hostname", "")), str(h.get("state") or "-"),
+            "yes" if h.get("online") else "no", str(h.get("os") or "-"),
+            str(h.get("ip") or "-"), ",".join(str(t) for t in h.get("tags") or []) or "-",
+            str(h.get("version") or "-"), format_age(h.get("last_seen")),
+        ]
+        for h in hosts
+    ]
+    headers = ["HOST", "STATE", "ONLINE", "OS", "IP", "TAGS", "VERSION", "LAST SEEN"]
+    console.out("\n".join(style.remote(line) for line in table(headers, rows)))
+    return 0

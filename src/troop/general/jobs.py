@@ -1,0 +1,319 @@
+"""Jobs: create, dispatch to scouts, follow every host to a final state, persist, prune.
+
+Results are applied in memory first (so waiters and streams see them at once) and written
+to the store by a write-behind flusher in batches; a job is only reported done after its
+rows are committed, so nothing a caller has seen can be lost by a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from troop import blacklist as blacklist_mod
+from troop.general.hub import ScoutHub
+from troop.general.jobstate import FINAL_STATES, RESULT_STATES, HostState, Job
+from troop.general.keys import KeyRegistry
+from troop.general.settings import GeneralSettings
+from troop.general.targeting import Target, name_matches, resolve
+from troop.protocol import messages
+from troop.store import JobHostRow, Store
+
+log = logging.getLogger("troop.general.jobs")
+RECENT_JOBS = 256
+PRUNE_EVERY = 3600.0
+
+
+class TargetNotAllowed(Exception):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobManager:
+    def __init__(self, settings: GeneralSettings, store: Store, hub: ScoutHub, keys: KeyRegistry) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.keys = keys
+        self.active: dict[str, Job] = {}
+        self.recent: OrderedDict[str, Job] = OrderedDict()
+        self.by_task: dict[str, tuple[Job, HostState]] = {}
+        self._dirty: dict[tuple[str, str], JobHostRow] = {}
+        self._flush_lock = asyncio.Lock()
+        self._flush_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        hub.events = self
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self._recover()
+        self._tasks = [asyncio.create_task(self._flusher()), asyncio.create_task(self._pruner())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self._flush()
+
+    async def _recover(self) -> None:
+        """Jobs a previous run left open: their unanswered hosts can no longer answer here."""
+        for row, hosts in await self.store.unfinished_jobs():
+            job = Job.from_rows(row, hosts)
+            for host in job.hosts.values():
+                if not host.final:
+                    host.state, host.final = "lost", True
+                    host.error = "the General restarted while the task was out"
+                    self._mark(job, host)
+            await self._finish(job)
+            log.info("closed a job left open by a restart", extra={"fields": {"job": job.id}})
+
+    # ------------------------------------------------------------ submit
+    async def submit(
+        self,
+        kind: str,
+        target: Target,
+        *,
+        actor: str,
+        timeout: float | None = None,
+        stream: bool = False,
+        command: messages.Command | None = None,
+        args: dict[str, Any] | None = None,
+        allowed: list[str] | None = None,
+    ) -> Job:
+        names = resolve(target, self.keys.accepted(), self.hub.is_online)
+        if allowed is not None:
+            outside = [n for n in names if not name_matches(n, allowed)]
+            if outside:
+                raise TargetNotAllowed(f"this token may not target {', '.join(outside[:5])}")
+        timeout = min(timeout or self.settings.default_timeout, self.settings.max_timeout)
+        job = Job(
+            id=_job_id(), kind=kind, target=_target_json(target), args=_args_json(command, args),
+            timeout=timeout, created_by=actor, created_at=utcnow(), stream=stream,
+        )
+        refused = self._refused_by_blacklist(command)
+        for name in names:
+            host = HostState(hostname=name, task_id=secrets.token_hex(10), state="sent")
+            if refused:
+                host.state, host.final, host.error = "refused", True, refused
+            elif not self.hub.is_online(name):
+                host.state, host.final, host.error = "offline", True, "scout not connected when the job was sent"
+            job.hosts[name] = host
+        now = utcnow()
+        await self.store.create_job(job.to_row(), [h.to_row(job.id, now) for h in job.hosts.values()])
+        self.active[job.id] = job
+        self._dispatch(job, command, args or {})
+        if job.all_final():
+            await self._finish(job)
+        else:
+            loop = asyncio.get_running_loop()
+            job.timer = loop.call_later(timeout + self.settings.grace, self._deadline, job)
+        return job
+
+    def _refused_by_blacklist(self, command: messages.Command | None) -> str | None:
+        if command is None:
+            return None
+        entry = blacklist_mod.check(self.hub.blacklist, command.argv or None, command.shell)
+        return f"refused by the General's blacklist (entry {entry!r})" if entry else None
+
+    def _dispatch(self, job: Job, command: messages.Command | None, args: dict[str, Any]) -> None:
+        for host in job.hosts.values():
+            if host.final:
+                continue
+            self.by_task[host.task_id] = (job, host)
+            task = messages.Task(
+                task_id=host.task_id, job_id=job.id, kind=job.kind, timeout=job.timeout,
+                stream=job.stream, command=command, args=args,
+            )
+            if not self.hub.send(host.hostname, task):
+                host.state, host.final, host.error = "offline", True, "scout disconnected before the task was sent"
+                self._mark(job, host)
+
+    # ------------------------------------------------------------ events from scouts
+    def on_ack(self, hostname: str, task_id: str, state: str) -> None:
+        found = self._lookup(hostname, task_id)
+        if found is None:
+            return
+        job, host = found
+        if host.final or state not in ("received", "running") or host.state == "running":
+            return
+        host.state = state
+        self._mark(job, host)
+
+    def on_output(self, hostname: str, msg: messages.Output) -> None:
+        found = self._lookup(hostname, msg.task_id)
+        if found is not None and found[0].stream:
+            text = msg.data.decode("utf-8", "replace")
+            found[0].notify({"event": "output", "host": hostname, "stream": msg.stream, "data": text})
+
+    def on_result(self, hostname: str, msg: messages.Result) -> None:
+        found = self._lookup(hostname, msg.task_id)
+        if found is None:
+            asyncio.ensure_future(self._late_result_from_store(hostname, msg))
+            return
+        job, host = found
+        if host.has_result:
+            return  # a resent result: stored once
+        late = host.final or job.state == "done"
+        self._apply_result(host, msg, late=late)
+        self._mark(job, host)
+        if job.state != "done" and job.all_final():
+            asyncio.ensure_future(self._finish(job))
+
+    def on_disconnect(self, hostname: str) -> None:
+        for job in list(self.active.values()):
+            host = job.hosts.get(hostname)
+            if host is None or host.final:
+                continue
+            host.state, host.final = "lost", True
+            host.error = "connection to the scout was lost before it answered"
+            self._mark(job, host)
+            if job.all_final():
+                asyncio.ensure_future(self._finish(job))
+
+    def _lookup(self, hostname: str, task_id: str) -> tuple[Job, HostState] | None:
+        found = self.by_task.get(task_id)
+        if found is None or found[1].hostname != hostname:
+            return None  # unknown, or a scout answering for a task that was not its own
+        return found
+
+    def _apply_result(self, host: HostState, msg: messages.Result, *, late: bool) -> None:
+        cap = self.settings.max_output
+        host.state = msg.state if msg.state in RESULT_STATES else "failed"
+        host.exit_code = msg.exit_code
+        host.stdout, host.stdout_truncated = msg.stdout[:cap], msg.stdout_truncated or len(msg.stdout) > cap
+        host.stderr, host.stderr_truncated = msg.stderr[:cap], msg.stderr_truncated or len(msg.stderr) > cap
+        host.error = msg.error if msg.state in RESULT_STATES else f"scout sent an unknown state {msg.state[:32]!r}"
+        host.duration = msg.duration
+        host.data = dict(msg.data)
+        host.late = late
+        host.final = host.has_result = True
+
+    async def _late_result_from_store(self, hostname: str, msg: messages.Result) -> None:
+        row = await self.store.job_host_by_task(msg.task_id)
+        if row is None or row.hostname != hostname or row.state in RESULT_STATES:
+            return
+        host = HostState.from_row(row)
+        self._apply_result(host, msg, late=True)
+        await self.store.save_job_hosts([host.to_row(row.job_id, utcnow())])
+        log.info("stored a late result", extra={"fields": {"job": row.job_id, "host": hostname}})
+
+    # ------------------------------------------------------------ completion
+    def _mark(self, job: Job, host: HostState) -> None:
+        self._dirty[(job.id, host.hostname)] = host.to_row(job.id, utcnow())
+        self._flush_wanted.set()
+        job.notify({"event": "host", "host": host.hostname, **host.to_json()})
+
+    def _deadline(self, job: Job) -> None:
+        waited = job.timeout + self.settings.grace
+        for host in job.hosts.values():
+            if host.final:
+                continue
+            if host.state == "sent":
+                host.error = f"no ack from the scout within {waited:g}s"
+            else:
+                host.state, host.error = "timed_out", f"no result within {waited:g}s"
+            host.final = True
+            self._mark(job, host)
+        asyncio.ensure_future(self._finish(job))
+
+    async def _finish(self, job: Job) -> None:
+        if job.state == "done" and job.finished_at is not None:
+            return
+        job.state, job.finished_at = "done", utcnow()
+        if job.timer is not None:
+            job.timer.cancel()
+        await self._flush()
+        await self.store.finish_job(job.id, job.finished_at)
+        self.active.pop(job.id, None)
+        self._remember(job)
+        job.done.set()
+        job.notify({"event": "done", "job": job.to_json()})
+
+    def _remember(self, job: Job) -> None:
+        self.recent[job.id] = job
+        while len(self.recent) > RECENT_JOBS:
+            _, old = self.recent.popitem(last=False)
+            for host in old.hosts.values():
+                self.by_task.pop(host.task_id, None)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if not self._dirty:
+                return
+            rows, self._dirty = list(self._dirty.values()), {}
+            try:
+                await self.store.save_job_hosts(rows)
+            except Exception:
+                for row in rows:  # keep them for the next try, unless superseded meanwhile
+                    self._dirty.setdefault((row.job_id, row.hostname), row)
+                raise
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("could not save job results; will retry")
+                await asyncio.sleep(1.0)
+                self._flush_wanted.set()
+
+    async def _pruner(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                cutoff = utcnow() - timedelta(days=self.settings.retention_days)
+                gone = await self.store.prune_jobs(cutoff, self.settings.retention_jobs)
+                if gone:
+                    log.info("pruned old jobs", extra={"fields": {"jobs": gone}})
+            await asyncio.sleep(PRUNE_EVERY)
+
+    # ------------------------------------------------------------ reading
+    async def get(self, job_id: str) -> Job | None:
+        job = self.active.get(job_id) or self.recent.get(job_id)
+        if job is not None:
+            return job
+        found = await self.store.get_job(job_id)
+        return Job.from_rows(*found) if found else None
+
+    async def wait(self, job: Job, seconds: float) -> None:
+        if job.state != "done":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.done.wait(), seconds)
+
+    async def list(self, limit: int) -> list[dict[str, Any]]:
+        out = []
+        for row, counts in await self.store.list_jobs(limit):
+            out.append({
+                "job": row.id, "kind": row.kind, "state": row.state,
+                "created_at": row.created_at.isoformat(), "created_by": row.created_by,
+                "target": row.target, "counts": counts,
+            })
+        return out
+
+
+def _job_id() -> str:
+    # Sortable by time at a glance, unique by its random tail.
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
+
+
+def _target_json(target: Target) -> dict[str, Any]:
+    return {"hosts": target.hosts, "os": target.os, "tags": list(target.tags), "one": target.one}
+
+
+def _args_json(command: messages.Command | None, args: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = dict(args or {})
+    if command is not None:
+        out["command"] = {"argv": command.argv, "shell": command.shell, "cwd": command.cwd,
+                          "env": sorted(command.env)}  # env values may be secrets: keep names only
+    return out
+
+
+__all__ = ["FINAL_STATES", "JobManager", "TargetNotAllowed"]

@@ -1,0 +1,98 @@
+"""What the scout does with a task: check it, run it within the concurrency bound, report it.
+
+Tasks outlive connections: a result finished while the General is away waits in the
+outbox and is sent after the next handshake (the General stores it once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import msgspec
+
+from troop import blacklist
+from troop.protocol import messages
+from troop.scout.runner import TaskSlots, run_command
+
+log = logging.getLogger("troop.scout.tasks")
+SEEN_TASKS = 20000
+
+
+class TaskRunner:
+    def __init__(self, max_concurrency: int, local_blacklist: list[str]) -> None:
+        self.slots = TaskSlots(max_concurrency)
+        self.local_blacklist = local_blacklist
+        self.general_blacklist: list[str] = []
+        self.send: Callable[[msgspec.Struct], bool] = lambda msg: False
+        self.outbox: OrderedDict[str, messages.Result] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def accept(self, task: messages.Task) -> None:
+        # A task id never runs twice, whatever a replay or a confused General sends.
+        if task.task_id in self._seen:
+            log.warning("ignored a task id seen before", extra={"fields": {"task": task.task_id}})
+            return
+        self._seen[task.task_id] = None
+        while len(self._seen) > SEEN_TASKS:
+            self._seen.popitem(last=False)
+        self.send(messages.Ack(task_id=task.task_id, state="received"))
+        self._running[task.task_id] = asyncio.create_task(self._run(task))
+
+    def cancel(self, task_id: str) -> None:
+        running = self._running.get(task_id)
+        if running is not None:
+            running.cancel()
+
+    def flush_outbox(self) -> None:
+        while self.outbox:
+            task_id, result = next(iter(self.outbox.items()))
+            if not self.send(result):
+                return
+            del self.outbox[task_id]
+
+    async def _run(self, task: messages.Task) -> None:
+        started = time.monotonic()
+        try:
+            result = await self._execute(task)
+        except asyncio.CancelledError:
+            result = messages.Result(task_id=task.task_id, state="failed", error="cancelled",
+                                     duration=time.monotonic() - started)
+        except Exception as exc:  # a bug must cost one task, not the scout
+            log.exception("task failed unexpectedly")
+            result = messages.Result(task_id=task.task_id, state="failed", error=f"scout error: {exc}",
+                                     duration=time.monotonic() - started)
+        finally:
+            self._running.pop(task.task_id, None)
+        self._report(result)
+
+    def _report(self, result: messages.Result) -> None:
+        if self.outbox or not self.send(result):
+            self.outbox[result.task_id] = result
+            self.flush_outbox()
+
+    async def _execute(self, task: messages.Task) -> messages.Result:
+        if task.kind == "ping":
+            return messages.Result(task_id=task.task_id, state="succeeded")
+        if task.kind == "cmd" and task.command is not None:
+            entry = blacklist.check(self.general_blacklist + self.local_blacklist,
+                                    task.command.argv or None, task.command.shell)
+            if entry is not None:
+                return messages.Result(task_id=task.task_id, state="refused",
+                                       error=f"refused by the scout's blacklist (entry {entry!r})")
+            async with self.slots:
+                self.send(messages.Ack(task_id=task.task_id, state="running"))
+                return await run_command(task.task_id, task.command, task.timeout,
+                                         on_output=self._streamer(task) if task.stream else None)
+        return messages.Result(task_id=task.task_id, state="failed",
+                               error=f"this scout does not support task kind {task.kind!r}")
+
+    def _streamer(self, task: messages.Task) -> Callable[[str, bytes], asyncio.Future[None]]:
+        async def on_output(stream: str, data: bytes) -> None:
+            self.send(messages.Output(task_id=task.task_id, stream=stream, data=data))
+
+        return on_output  # type: ignore[return-value]

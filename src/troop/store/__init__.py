@@ -1,0 +1,10 @@
+"""Durable state: SQLAlchemy Core tables, their queries, and Alembic migrations.
+
+One ``Store`` serves both deployments: a SQLite file (``sqlite+aiosqlite:///path``) for a
+lone General, PostgreSQL (``postgresql+asyncpg://...``) shared by several.
+"""
+
+from troop.store.rows import AuditRow, DeniedKeyRow, HostRow, JobHostRow, JobRow, TokenRow
+from troop.store.store import Store
+
+__all__ = ["AuditRow", "DeniedKeyRow", "HostRow", "JobHostRow", "JobRow", "Store", "TokenRow"]
