@@ -49,9 +49,7 @@ def make_pair(
 ) -> Pair:
     g2s, s2g = new_session_key(), new_session_key()
     gclock, sclock = Clock(), Clock()
-    general = SealedChannel(
-        general_host, GENERAL_TO_SCOUT, g2s, s2g, window=window, clock=gclock
-    )
+    general = SealedChannel(general_host, GENERAL_TO_SCOUT, g2s, s2g, window=window, clock=gclock)
     scout = SealedChannel(scout_host, SCOUT_TO_GENERAL, s2g, g2s, window=window, clock=sclock)
     return Pair(general, scout, g2s, s2g, gclock, sclock)
 

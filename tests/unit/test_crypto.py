@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from troop.protocol import crypto
 from troop.protocol.crypto import (
     KEY_SIZE,
     MIN_RSA_BITS,
@@ -88,7 +87,9 @@ def test_pss_signature_over_other_data_refused(scout_keys: KeyPair) -> None:
         scout_keys.public.verify(signature, b"pay alice 9")
 
 
-def test_pss_signature_by_another_key_refused(scout_keys: KeyPair, other_scout_keys: KeyPair) -> None:
+def test_pss_signature_by_another_key_refused(
+    scout_keys: KeyPair, other_scout_keys: KeyPair
+) -> None:
     signature = other_scout_keys.sign(b"data")
     with pytest.raises(HandshakeError, match="bad signature"):
         scout_keys.public.verify(signature, b"data")
@@ -197,6 +198,12 @@ def test_absurdly_large_rsa_key_refused() -> None:
         PublicKey.from_der(spki_der(key))
 
 
+def test_rsa_key_at_the_upper_limit_accepted() -> None:
+    n = secrets.randbits(16384) | (1 << 16383) | 1
+    key = PublicKey.from_der(spki_der(rsa.RSAPublicNumbers(65537, n).public_key()))
+    assert len(key.encrypt(b"k" * 32)) == 16384 // 8
+
+
 @pytest.mark.parametrize("junk", [b"", b"\x30", b"\x30\x00", os.urandom(64), b"-----BEGIN"])
 def test_junk_der_refused(junk: bytes) -> None:
     with pytest.raises(HandshakeError, match="not a public key"):
@@ -288,7 +295,7 @@ def test_nonces_come_from_os_urandom(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(n)
         return real(n)
 
-    monkeypatch.setattr(crypto.os, "urandom", spy)
+    monkeypatch.setattr(os, "urandom", spy)  # crypto looks it up on every call
     cipher = SessionCipher(bytes(32))
     cipher.seal(b"m", b"")
     assert calls == [NONCE_SIZE]

@@ -18,9 +18,7 @@ from troop.protocol.channel import GENERAL_TO_SCOUT, PREFIX, SCOUT_TO_GENERAL, S
 from troop.protocol.errors import DecodeError, FrameError, ProtocolError
 from troop.protocol.frames import HEADER, MAGIC, VERSION, Frame, FrameDecoder, encode_frame
 
-FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(max_examples=150, deadline=None)
 
 HOST = "web-01"
@@ -40,9 +38,7 @@ blobs = st.binary(max_size=64)
 scalars = st.one_of(st.none(), st.booleans(), msgpack_int, floats, text, blobs)
 any_value: st.SearchStrategy[Any] = st.recursive(
     scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)),
     max_leaves=12,
 )
 any_dict = st.dictionaries(text, any_value, max_size=4)
@@ -135,8 +131,23 @@ every_message = st.one_of(clear_messages, hellos, welcomes, sealed_messages)
 
 # Message-shaped junk: msgpack maps with a real tag and real field names, but values of any type.
 FIELD_NAMES = sorted(
-    {f for cls in (m.ServerHello, m.Hello, m.Welcome, m.Signed, m.Refused, m.Facts, m.Task,
-                   m.Command, m.Result, m.Rekey, m.Output) for f in cls.__struct_fields__}
+    {
+        f
+        for cls in (
+            m.ServerHello,
+            m.Hello,
+            m.Welcome,
+            m.Signed,
+            m.Refused,
+            m.Facts,
+            m.Task,
+            m.Command,
+            m.Result,
+            m.Rekey,
+            m.Output,
+        )
+        for f in cls.__struct_fields__
+    }
 )
 TAGS = [1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 32, 33, 34, 35, 36]
 shaped = st.builds(
@@ -155,7 +166,7 @@ peer_bytes = st.one_of(
 
 
 def frame_stream() -> st.SearchStrategy[bytes]:
-    good = st.builds(lambda k, b: encode_frame(k, b), st.sampled_from([0, 1]), st.binary(max_size=50))
+    good = st.builds(encode_frame, st.sampled_from([0, 1]), st.binary(max_size=50))
     header = st.builds(
         lambda magic, version, kind, length: HEADER.pack(magic, version, kind, length),
         st.sampled_from([MAGIC, b"XX"]) | st.binary(min_size=2, max_size=2),
@@ -197,7 +208,10 @@ def test_frame_decoder_on_raw_bytes(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from([0, 1]), st.binary(max_size=100)), max_size=10), st.data())
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 1]), st.binary(max_size=100)), max_size=10),
+    st.data(),
+)
 def test_frame_stream_round_trip(frames: list[tuple[int, bytes]], data: st.DataObject) -> None:
     stream = b"".join(encode_frame(k, b) for k, b in frames)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
@@ -259,11 +273,17 @@ def test_deep_nesting_is_a_decode_error(decode: Any, tag: int, where: str) -> No
     "data",
     [
         _map(
-            type=msgspec.msgpack.encode(17), task_id=b"\xa1t", job_id=b"\xa1j",
-            kind=b"\xa3cmd", timeout=b"\x01", args=b"\x81\xa1k" + DEEP,
+            type=msgspec.msgpack.encode(17),
+            task_id=b"\xa1t",
+            job_id=b"\xa1j",
+            kind=b"\xa3cmd",
+            timeout=b"\x01",
+            args=b"\x81\xa1k" + DEEP,
         ),
         _map(
-            type=msgspec.msgpack.encode(34), task_id=b"\xa1t", state=b"\xa1x",
+            type=msgspec.msgpack.encode(34),
+            task_id=b"\xa1t",
+            state=b"\xa1x",
             data=b"\x81\xa1k" + DEEP,
         ),
     ],
@@ -362,13 +382,27 @@ def test_sealed_round_trip_through_the_channel_and_frames(msg: msgspec.Struct) -
 
 def test_round_trip_strategies_cover_every_message_type() -> None:
     covered = {
-        m.ServerHello, m.Signed, m.Refused, m.Hello, m.Welcome,
-        m.Heartbeat, m.Task, m.Cancel, m.Rekey, m.ConfigUpdate,
-        m.Ack, m.Output, m.Result, m.RekeyAck, m.FactsUpdate,
+        m.ServerHello,
+        m.Signed,
+        m.Refused,
+        m.Hello,
+        m.Welcome,
+        m.Heartbeat,
+        m.Task,
+        m.Cancel,
+        m.Rekey,
+        m.ConfigUpdate,
+        m.Ack,
+        m.Output,
+        m.Result,
+        m.RekeyAck,
+        m.FactsUpdate,
     }
     tagged = {
-        cls for cls in vars(m).values()
-        if isinstance(cls, type) and issubclass(cls, msgspec.Struct)
+        cls
+        for cls in vars(m).values()
+        if isinstance(cls, type)
+        and issubclass(cls, msgspec.Struct)
         and cls.__struct_config__.tag is not None
     }
     assert tagged == covered

@@ -127,7 +127,8 @@ def test_the_cluster_secret_never_travels(general_keys: KeyPair, scout_keys: Key
 
 
 def test_challenges_and_nonces_are_fresh(general_keys: KeyPair, scout_keys: KeyPair) -> None:
-    assert hs.server_hello(general_keys, NOW).challenge != hs.server_hello(general_keys, NOW).challenge
+    first, second = hs.server_hello(general_keys, NOW), hs.server_hello(general_keys, NOW)
+    assert first.challenge != second.challenge
     sh = hs.server_hello(general_keys, NOW)
     c = new_session_key()
     _, n1 = hs.build_hello(scout_keys, HOST, FACTS, sh, c, NOW)
@@ -139,9 +140,7 @@ def test_challenges_and_nonces_are_fresh(general_keys: KeyPair, scout_keys: KeyP
 
 
 @pytest.fixture()
-def opened(
-    general_keys: KeyPair, scout_keys: KeyPair
-) -> tuple[m.Hello, PublicKey, bytes, bytes]:
+def opened(general_keys: KeyPair, scout_keys: KeyPair) -> tuple[m.Hello, PublicKey, bytes, bytes]:
     """A checked Hello: (hello, scout public key, C, the nonce the scout remembers)."""
     sh = hs.server_hello(general_keys, NOW)
     c = new_session_key()
@@ -192,7 +191,7 @@ def test_build_welcome_refuses_an_unknown_status(
 def test_signed_welcome_with_an_unknown_status_refused(
     general_keys: KeyPair, scout_keys: KeyPair, opened: tuple[m.Hello, PublicKey, bytes, bytes]
 ) -> None:
-    hello, _, _, nonce = opened
+    _, _, _, nonce = opened
     body = m.encode(m.Welcome(status="maybe", hostname=HOST, nonce=nonce, ts=NOW))
     with pytest.raises(HandshakeError, match="status"):
         hs.open_welcome(resign(body, general_keys), general_keys.public, nonce, scout_keys, HOST)
@@ -422,9 +421,7 @@ def test_welcome_signed_by_another_general_refused(
     """Pinning: the scout checks the Welcome against the key it pinned, not the one offered."""
     hello, scout_pub, c, nonce = opened
     g2s = hs.scout_key_for(new_session_key(), c, HOST)
-    impostor = hs.build_welcome(
-        other_general_keys, hello, scout_pub, "accepted", NOW, g2s_key=g2s
-    )
+    impostor = hs.build_welcome(other_general_keys, hello, scout_pub, "accepted", NOW, g2s_key=g2s)
     with pytest.raises(HandshakeError, match="signature"):
         hs.open_welcome(impostor, general_keys.public, nonce, scout_keys, HOST)
 
@@ -448,7 +445,8 @@ def test_welcome_with_a_tampered_wrapped_key_refused(
     g2s = hs.scout_key_for(new_session_key(), c, HOST)
     signed = hs.build_welcome(general_keys, hello, scout_pub, "accepted", NOW, g2s_key=g2s)
     fields = hello_fields(signed)
-    wrapped = bytearray(fields["wrapped_key"])  # type: ignore[arg-type]
+    assert isinstance(fields["wrapped_key"], bytes)
+    wrapped = bytearray(fields["wrapped_key"])
     wrapped[0] ^= 0x01
     fields["wrapped_key"] = bytes(wrapped)
     body = msgspec.msgpack.encode(fields)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from collections.abc import Iterator
-from typing import Any
 
 from troop import __version__
 from troop.cli.errors import ApiError, UnreachableError, UsageError
 
-JsonObj = dict[str, Any]
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    JsonObj = dict[str, Any]
 
 # Plain calls answer quickly; long-polls get their wait on top of this.
 REQUEST_TIMEOUT = 30.0

@@ -7,7 +7,8 @@ Two rules shape it (both are part of the stable surface in DESIGN.md):
   command's options before `--`.  Plain argparse stops filling `nargs="*"` positionals at the
   first option, so leaf commands parse "intermixed" (see `_Parser`).
 * Everything after the first `--` is the remote program, verbatim.  We cut argv there ourselves
-  instead of letting argparse see `--`, whose handling differs between Python versions.
+  instead of letting argparse see `--`: its handling differs between Python versions and is
+  wrong in intermixed mode on 3.11 (the `--` is kept as a stray argument).
 
 Each leaf sets `handler` ("module:function" under troop.cli) so main.py can import only the
 code the command needs.
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
 
 from troop import __version__
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:6858"
 DEFAULT_CMD_TIMEOUT = 60.0
@@ -50,7 +54,7 @@ class _Parser(argparse.ArgumentParser):
     intermixed = False
     _inside = False
 
-    def parse_known_args(  # type: ignore[override]
+    def parse_known_args(
         self, args: Iterable[str] | None = None, namespace: Any = None
     ) -> tuple[Any, list[str]]:
         if not self.intermixed or self._inside:
@@ -155,6 +159,7 @@ def _add_job_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     cmd.add_argument("target", metavar="TARGET")
     cmd.add_argument("program", nargs="*", metavar="PROGRAM", help="program and arguments")
+    cmd.set_defaults(tail_dest="program")
     cmd.add_argument(
         "--env", type=env_pair, action="append", default=[], metavar="K=V",
         help="set an environment variable (repeatable)",
@@ -187,6 +192,7 @@ def _add_key_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     for verb in ("accept", "reject", "delete"):
         change = _leaf(actions, verb, "commands_keys:run_change", f"{verb} scout keys")
         change.add_argument("hosts", nargs="*", metavar="HOST")
+        change.set_defaults(tail_dest="hosts")
         change.add_argument("--all", action="store_true", help=f"{verb} every key it applies to")
         _json_option(change)
     _json_option(
@@ -245,14 +251,19 @@ def split_program(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and check a full command line; usage errors exit 2 via argparse."""
     head, tail = split_program(argv)
-    parser = build_parser()
-    ns = parser.parse_args(head)
-    if ns.command == "cmd":
-        ns.program = list(ns.program) + (tail or [])
-    elif tail is not None:
-        # Elsewhere `--` keeps its usual meaning ("no options after this"), e.g. for a host
-        # name that starts with a dash.
-        ns = parser.parse_args(argv)
+    ns, extras = build_parser().parse_known_args(head)
+    leaf: argparse.ArgumentParser = ns.parser
+    if extras:
+        # Reported by the leaf, whose usage line is the helpful one.
+        hint = " (the program's own options go after --)" if ns.command == "cmd" else ""
+        leaf.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    if tail:
+        # The words after `--` extend the leaf's list positional: the program for `cmd`,
+        # host names for `key accept` (so a host named "-x" can be given).
+        dest: str | None = getattr(ns, "tail_dest", None)
+        if dest is None:
+            leaf.error(f"unexpected arguments after --: {' '.join(tail)}")
+        setattr(ns, dest, list(getattr(ns, dest)) + tail)
     _check(ns)
     return ns
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from troop.cli.context import Context
 from troop.cli.tables import format_age, table
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    import argparse
+
+    from troop.cli.context import Context
 
 
 def run_list(ns: argparse.Namespace, ctx: Context) -> int:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from troop.cli.api import ApiClient, JsonObj, quote
-from troop.cli.console import Console
-from troop.cli.context import Context
+from troop.cli.api import quote
 from troop.cli.follow import JobFollower
 from troop.cli.render import exit_status, format_counts, render_job, summary_line
 from troop.cli.tables import format_time, table
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    import argparse
+
+    from troop.cli.api import ApiClient, JsonObj
+    from troop.cli.console import Console
+    from troop.cli.context import Context
 
 # Extra patience on top of the job's own deadline before the events stream counts as stalled.
 STREAM_GRACE = 30.0

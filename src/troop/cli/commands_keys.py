@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from troop.cli.context import Context
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    import argparse
+
+    from troop.cli.context import Context
+
 
 GROUPS = ("accepted", "pending", "rejected", "denied")
 

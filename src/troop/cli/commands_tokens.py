@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 from troop.cli.api import quote
-from troop.cli.context import Context
 from troop.cli.tables import format_time, table, to_epoch
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    import argparse
+
+    from troop.cli.context import Context
 
 
 def run_create(ns: argparse.Namespace, ctx: Context) -> int:

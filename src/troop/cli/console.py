@@ -8,10 +8,13 @@ arrive even when stdout is a pipe (`troop ping '*' | tee log`).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import TextIO
 
 from troop.cli.render import Style, style_for
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
 
 _BAR_WIDTH = 20
 _CLEAR_LINE = "\r\x1b[K"

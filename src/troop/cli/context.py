@@ -6,28 +6,30 @@ Precedence, most specific first: --token, --token-file, TROOP_TOKEN, TROOP_TOKEN
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
-
 from troop.cli.args import DEFAULT_URL
 from troop.cli.errors import UsageError
 
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from typing import TextIO
+
     from troop.cli.api import ApiClient
     from troop.cli.console import Console
 
 
-@dataclass
 class Context:
     """Everything a command handler needs from outside its arguments."""
 
-    url: str
-    token: str | None
-    out: TextIO
-    err: TextIO
-    environ: Mapping[str, str]
+    def __init__(
+        self, url: str, token: str | None, out: TextIO, err: TextIO, environ: Mapping[str, str]
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.out = out
+        self.err = err
+        self.environ = environ
 
     def client(self) -> ApiClient:
         from troop.cli.api import ApiClient  # imported here: http.client costs ~18 ms

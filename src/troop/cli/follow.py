@@ -8,11 +8,14 @@ authoritative; a host already printed is never printed twice.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from troop.cli.api import REQUEST_TIMEOUT, ApiClient, JsonObj, quote
-from troop.cli.console import Console
+from troop.cli.api import REQUEST_TIMEOUT, quote
 from troop.cli.render import FINAL_STATES, render_host
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from troop.cli.api import ApiClient, JsonObj
+    from troop.cli.console import Console
 
 # Long-poll slice: short enough that a proxy in between will not cut it.
 POLL_WAIT = 60
@@ -121,7 +124,7 @@ class JobFollower:
         if self.human:
             self.console.out(self._block(host, self.hosts[host]))
 
-    def _block(self, host: str, result: dict[str, Any]) -> str:
+    def _block(self, host: str, result: JsonObj) -> str:
         return render_host(
             host, result, self.console.out_style,
             width=self.width, output=host not in self._streamed,

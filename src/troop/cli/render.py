@@ -6,11 +6,12 @@ plain ANSI SGR; `Style(color=False)` gives the same text without escapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TextIO
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, TextIO
 
-JsonObj = dict[str, Any]
+    from troop.cli.api import JsonObj
 
 FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "lost", "refused", "offline"})
 # Summary order: the good news first, then the ways a host can fall short.
@@ -31,16 +32,18 @@ NO_ANSWER = {
 _STATE_WIDTH = max(len(s) for s in STATE_ORDER)
 
 _RED, _GREEN, _YELLOW, _BOLD, _DIM = "31", "32", "33", "1", "2"
-# C0 controls (bar tab) and DEL: a remote host must not drive our operator's terminal.
+# C0 controls except tab, and DEL: a remote host must not drive our operator's terminal.
 _CONTROL = {c: f"^{chr(c + 64)}" for c in range(32) if c != 9} | {127: "^?"}
 
 
-@dataclass(frozen=True)
 class Style:
     """How text is decorated: `color` for ANSI colour, `sanitize` to defuse remote escapes."""
 
-    color: bool = False
-    sanitize: bool = False
+    __slots__ = ("color", "sanitize")
+
+    def __init__(self, color: bool = False, sanitize: bool = False) -> None:
+        self.color = color
+        self.sanitize = sanitize
 
     def paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
@@ -67,7 +70,7 @@ def state_color(state: str) -> str:
 def host_header(name: str, result: JsonObj, style: Style, width: int = 0) -> str:
     state = str(result.get("state") or "unknown")
     parts = [
-        style.paint(style.remote(name).ljust(width), _BOLD),
+        style.paint(style.remote(name), _BOLD) + " " * (width - len(name)),
         style.paint(state.ljust(_STATE_WIDTH), state_color(state)),
     ]
     exit_code = result.get("exit_code")

@@ -7,7 +7,10 @@ one); both are shown in the operator's local time.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -30,7 +33,7 @@ def to_epoch(value: object) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and value:
-        from datetime import datetime  # only listings with string times pay for it
+        from datetime import UTC, datetime  # only listings with string times pay for it
 
         try:
             # Naive strings are taken as UTC: that is what servers store.
@@ -38,9 +41,7 @@ def to_epoch(value: object) -> float | None:
         except ValueError:
             return None
         if parsed.tzinfo is None:
-            from datetime import timezone
-
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     return None
 

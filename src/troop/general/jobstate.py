@@ -12,6 +12,7 @@ from troop.store import JobHostRow, JobRow
 # A host in one of these states has its answer; "sent" becomes final only at the deadline.
 FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "lost", "refused", "offline"})
 RESULT_STATES = frozenset({"succeeded", "failed", "timed_out", "refused"})
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -81,6 +82,9 @@ class Job:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     watchers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
+    # Output events already sent, so a stream that subscribes late still gets every line.
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    backlog_bytes: int = 0
 
     def all_final(self) -> bool:
         return all(h.final for h in self.hosts.values())
@@ -118,5 +122,8 @@ class Job:
         return job
 
     def notify(self, event: dict[str, Any]) -> None:
+        if event["event"] == "output" and self.backlog_bytes < MAX_BACKLOG_BYTES:
+            self.backlog.append(event)
+            self.backlog_bytes += len(event["data"])
         for queue in self.watchers:
             queue.put_nowait(event)

@@ -63,8 +63,8 @@ class SealedChannel:
 
     def add_recv_key(self, key_id: int, key: bytes) -> None:
         self._recv[key_id] = SessionCipher(key)
-        while len(self._recv) > 2:
-            del self._recv[min(self._recv)]
+        while len(self._recv) > 2:  # drop the oldest added (dicts keep insertion order)
+            del self._recv[next(iter(self._recv))]
 
     @property
     def send_key_id(self) -> int:

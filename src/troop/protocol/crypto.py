@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,6 +20,7 @@ from troop.protocol.errors import HandshakeError, SealError
 KEY_SIZE = 32  # AES-256
 NONCE_SIZE = 12  # GCM standard nonce
 MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 16384  # OpenSSL's limit: larger moduli load, but cannot encrypt
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)
@@ -54,10 +55,12 @@ class PublicKey:
     def from_der(cls, der: bytes) -> PublicKey:
         try:
             key = serialization.load_der_public_key(der)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise HandshakeError(f"not a public key: {exc}") from exc
         if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
             raise HandshakeError(f"an RSA key of at least {MIN_RSA_BITS} bits is required")
+        if key.key_size > MAX_RSA_BITS:
+            raise HandshakeError(f"RSA keys over {MAX_RSA_BITS} bits are not supported")
         return cls(key)
 
     def encrypt(self, data: bytes) -> bytes:

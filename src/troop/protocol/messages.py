@@ -202,3 +202,5 @@ def _decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes) -> Any:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DecodeError(f"bad message: {exc}") from exc
+    except RecursionError as exc:  # msgspec's answer to deeply nested arrays or maps
+        raise DecodeError("bad message: nested too deeply") from exc

@@ -189,7 +189,11 @@ async def _finish_streaming(
     """Let the chunks already queued reach on_output, within the task's time (or a grace)."""
     assert protocol.chunks is not None
     drained = asyncio.ensure_future(protocol.chunks.join())
-    await asyncio.wait([drained, streamer], timeout=max(time_left, KILL_GRACE))
+    await asyncio.wait(
+        [drained, streamer],  # streamer ends early only when on_output failed
+        timeout=max(time_left, KILL_GRACE),
+        return_when=asyncio.FIRST_COMPLETED,
+    )
     drained.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await drained

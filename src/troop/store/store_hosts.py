@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from troop.store.rows import DeniedKeyRow, HostRow, utcnow
-from troop.store.store_base import StoreBase, params, to_rows
+from troop.store.store_base import StoreBase, Upsert, params, to_rows
 
 # Aliased: the method Store.denied_keys would read like the table.
 from troop.store.tables import denied_keys as denied_table
@@ -29,15 +30,32 @@ class HostQueries(StoreBase):
             found = to_rows(HostRow, result)
         return found[0] if found else None
 
-    async def upsert_host(self, row: HostRow) -> None:
-        """Insert the host, or replace every column of the existing one."""
-        stmt = self._upsert(hosts).values(params(row))
-        stmt = stmt.on_conflict_do_update(
+    # Upserts are built once per Store: constructing one (the EXCLUDED alias and its
+    # columns) costs about as much CPU as a SQLite round trip.
+    @functools.cached_property
+    def _host_upsert(self) -> Upsert:
+        stmt = self._upsert(hosts)
+        return stmt.on_conflict_do_update(
             index_elements=[hosts.c.hostname],
             set_={c.name: stmt.excluded[c.name] for c in hosts.c if not c.primary_key},
         )
+
+    @functools.cached_property
+    def _denied_upsert(self) -> Upsert:
+        stmt = self._upsert(denied_table)
+        return stmt.on_conflict_do_update(
+            index_elements=[denied_table.c.hostname, denied_table.c.fingerprint],
+            set_={
+                "attempts": denied_table.c.attempts + 1,
+                "last_seen": stmt.excluded.last_seen,
+                "public_key": stmt.excluded.public_key,
+            },
+        )
+
+    async def upsert_host(self, row: HostRow) -> None:
+        """Insert the host, or replace every column of the existing one."""
         async with self._write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(self._host_upsert, params(row))
 
     async def set_host_state(self, hostname: str, state: str) -> bool:
         """Returns False if there is no such host."""
@@ -74,24 +92,16 @@ class HostQueries(StoreBase):
         self, hostname: str, public_key: bytes, fingerprint: str, when: datetime
     ) -> None:
         """Record a refused key; a repeat of the same key bumps attempts and last_seen."""
-        stmt = self._upsert(denied_table).values(
-            hostname=hostname,
-            public_key=public_key,
-            fingerprint=fingerprint,
-            first_seen=when,
-            last_seen=when,
-            attempts=1,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[denied_table.c.hostname, denied_table.c.fingerprint],
-            set_={
-                "attempts": denied_table.c.attempts + 1,
-                "last_seen": stmt.excluded.last_seen,
-                "public_key": stmt.excluded.public_key,
-            },
-        )
+        values = {
+            "hostname": hostname,
+            "public_key": public_key,
+            "fingerprint": fingerprint,
+            "first_seen": when,
+            "last_seen": when,
+            "attempts": 1,
+        }
         async with self._write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(self._denied_upsert, values)
 
     async def denied_keys(self) -> list[DeniedKeyRow]:
         stmt = sa.select(denied_table).order_by(denied_table.c.hostname, denied_table.c.id)

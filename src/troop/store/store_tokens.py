@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from troop.store.rows import AuditRow, TokenRow, utcnow
-from troop.store.store_base import StoreBase, params, to_row, to_rows
+from troop.store.store_base import StoreBase, Upsert, params, to_row, to_rows
 from troop.store.tables import audit as audit_table
 from troop.store.tables import general_state, tokens
 
@@ -97,11 +98,16 @@ class TokenQueries(StoreBase):
             value = await conn.scalar(stmt)
         return None if value is None else bytes(value)
 
-    async def set_state(self, key: str, value: bytes) -> None:
-        stmt = self._upsert(general_state).values(key=key, value=value, updated_at=utcnow())
-        stmt = stmt.on_conflict_do_update(
+    @functools.cached_property
+    def _state_upsert(self) -> Upsert:
+        stmt = self._upsert(general_state)
+        return stmt.on_conflict_do_update(
             index_elements=[general_state.c.key],
             set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
         )
+
+    async def set_state(self, key: str, value: bytes) -> None:
         async with self._write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(
+                self._state_upsert, {"key": key, "value": value, "updated_at": utcnow()}
+            )

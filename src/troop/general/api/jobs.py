@@ -105,10 +105,13 @@ async def events(job_id: str, request: Request, caller: Caller = Depends(viewer)
         raise HTTPException(404, f"no job {job_id[:64]!r}")
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     job.watchers.add(queue)  # subscribe before the snapshot: no event falls between them
+    snapshot, backlog = job.to_json(), list(job.backlog)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
-            yield _line({"event": "job", "job": job.to_json()})
+            yield _line({"event": "job", "job": snapshot})
+            for event in backlog:
+                yield _line(event)
             if job.state == "done":
                 yield _line({"event": "done", "job": job.to_json()})
                 return
