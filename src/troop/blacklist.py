@@ -118,7 +118,8 @@ class _Pattern:
         tokens = _lex(entry.strip(), posix=False, punctuation=False)
         if tokens is None:
             tokens = entry.split()
-        if not tokens or not _program_name(tokens[0]):
+        # No program (blank, "/", or options only): such an entry would match too much.
+        if not tokens or not _program_name(tokens[0]) or tokens[0].startswith("-"):
             return None
         options, words = _options_and_words(tokens[1:])
         return cls(_program_name(tokens[0]), options, tuple(words))
@@ -170,10 +171,14 @@ def _argv_commands(argv: list[str], depth: int) -> list[list[str]]:
 def _shell_commands(text: str, depth: int) -> list[list[str]]:
     """Split a shell string into commands, both as sh and as cmd.exe would tokenise it."""
     commands: list[list[str]] = []
+    seen: list[list[str]] = []
     for posix in (True, False):
         tokens = _lex(text, posix=posix, punctuation=True)
         if tokens is None:  # unbalanced quotes: sh would refuse it, but look anyway
             tokens = [_unquote(t) for t in _FALLBACK_TOKEN.findall(text)]
+        if tokens in seen:  # most strings split the same both ways
+            continue
+        seen.append(tokens)
         for command in _split_commands(tokens):
             commands += _argv_commands(command, depth)
     if depth < MAX_DEPTH:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -148,8 +149,10 @@ def test_entry_words_must_be_contiguous_and_in_order() -> None:
     assert check(["init 0"], ["init", "0"]) == "init 0"
     assert check(["init 0"], ["init", "06"]) is None
     assert check(["a b c"], ["a", "b", "x", "c"]) is None
-    assert check(["a b c"], ["a", "x", "b", "c"]) is None
-    assert check(["a b c"], ["a", "x", "b", "c", "a", "b", "c"]) == "a b c"
+    assert check(["a b c"], ["a", "c", "b"]) is None
+    assert check(["a b c"], ["b", "c", "a"]) is None
+    # The words may follow other words, as `rm -rf /tmp/x /` still removes `/`.
+    assert check(["a b c"], ["a", "x", "b", "c"]) == "a b c"
 
 
 def test_quoted_entries_are_one_token() -> None:
@@ -258,8 +261,11 @@ def test_harmless_scripts_given_to_shells_pass() -> None:
     assert check(["halt", "rm -rf /"], ["sh", "-c", "rm -rf /tmp/x; cat halting.log"]) is None
 
 
-def test_very_deep_nesting_is_bounded() -> None:
-    script = "halt"
-    for _ in range(50):
-        script = f"sh -c {script!r}"
-    check(["halt"], shell=script)  # no recursion error, whatever the answer
+def test_deep_nesting_is_bounded() -> None:
+    started = time.monotonic()
+    deep = "eval " * 200 + "rm -r -f /"
+    assert check(["halt"], shell=deep) is None  # no recursion error, no blow-up
+    assert check(["rm -rf /"], shell="eval eval eval 'rm -r -f /'") == "rm -rf /"
+    nested = ["sh", "-c", "sh -c 'sh -c \"sh -c halt\"'"]
+    assert check(["halt"], nested) == "halt"
+    assert time.monotonic() - started < 1

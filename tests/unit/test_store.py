@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -409,7 +409,7 @@ async def test_concurrent_batch_saves(store: Store) -> None:
 
 async def test_concurrent_mixed_calls(store: Store) -> None:
     await store.upsert_host(host("web1"))
-    calls = []
+    calls: list[Coroutine[Any, Any, object]] = []
     for i in range(30):
         calls.append(store.touch_hosts(["web1"], at(i)))
         calls.append(store.audit("a", "x", str(i), True))

@@ -44,7 +44,9 @@ def head_revision() -> str | None:
 def _pragma_foreign_keys(conn: Connection, on: bool) -> None:
     # The pragma is ignored inside a transaction, so it goes straight to the driver,
     # before SQLAlchemy begins one.
-    cursor = conn.connection.dbapi_connection.cursor()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # checked out, so never None here
+    cursor = raw.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON" if on else "PRAGMA foreign_keys=OFF")
     finally:
