@@ -162,9 +162,9 @@ def _contains_run(words: Sequence[str], run: Sequence[str]) -> bool:
 def _argv_commands(argv: list[str], depth: int) -> list[list[str]]:
     """The command itself plus the commands of any shell scripts it passes on."""
     commands = [argv]
-    if depth < MAX_DEPTH:
-        for script in _nested_scripts(argv):
-            commands += _shell_commands(script, depth + 1)
+    script = _nested_script(argv) if depth < MAX_DEPTH else None
+    if script is not None:
+        commands += _shell_commands(script, depth + 1)
     return commands
 
 
@@ -216,28 +216,34 @@ def _split_commands(tokens: Iterable[str]) -> list[list[str]]:
     return [c for c in commands if c]
 
 
-def _nested_scripts(tokens: Sequence[str]) -> list[str]:
-    """Scripts handed to a shell in ``tokens``: ``sh -c S``, ``cmd /c S``, ``eval S``..."""
-    scripts: list[str] = []
+def _nested_script(tokens: Sequence[str]) -> str | None:
+    """The script a command hands to a shell (``sh -c S``, ``cmd /c S``, ``eval S``...).
+
+    Only the first: whatever follows the script is its arguments, not more code, and one per
+    level keeps the recursion linear.
+    """
     for i, token in enumerate(tokens):
         name, rest = _program_name(token), tokens[i + 1 :]
+        script: str | None = None
         if name in _SH_SHELLS:
             for j, arg in enumerate(rest[:-1]):
                 if arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]:
-                    scripts.append(rest[j + 1])
+                    script = rest[j + 1]
                     break
         elif name == "cmd":
-            scripts += _rest_after(rest, _CMD_SCRIPT_FLAGS)
+            script = _rest_after(rest, _CMD_SCRIPT_FLAGS)
         elif name in _POWERSHELL:
-            scripts += _rest_after(rest, _POWERSHELL_SCRIPT_FLAGS)
+            script = _rest_after(rest, _POWERSHELL_SCRIPT_FLAGS)
         elif name == "eval" and rest:
-            scripts.append(" ".join(rest))
-    return scripts
+            script = " ".join(rest)
+        if script is not None:
+            return script
+    return None
 
 
-def _rest_after(tokens: Sequence[str], flags: frozenset[str]) -> list[str]:
+def _rest_after(tokens: Sequence[str], flags: frozenset[str]) -> str | None:
     # cmd.exe and PowerShell take everything after the flag as the script.
     for j, arg in enumerate(tokens):
         if arg.lower() in flags and j + 1 < len(tokens):
-            return [" ".join(tokens[j + 1 :])]
-    return []
+            return " ".join(tokens[j + 1 :])
+    return None

@@ -56,16 +56,35 @@ class Fleet:
         return (self.general_dir / "admin.token").read_text().strip()
 
     def start_general(self, *extra: str, auto_accept: bool = True, wait: float = 30.0) -> None:
-        args = [_bin("troop-general"), "--data-dir", str(self.general_dir),
-                "--api-listen", f"127.0.0.1:{self.api_port}", "--scout-listen", f"127.0.0.1:{self.scout_port}",
-                *(["--auto-accept"] if auto_accept else []), *extra]
+        args = [
+            _bin("troop-general"),
+            "--data-dir",
+            str(self.general_dir),
+            "--api-listen",
+            f"127.0.0.1:{self.api_port}",
+            "--scout-listen",
+            f"127.0.0.1:{self.scout_port}",
+            *(["--auto-accept"] if auto_accept else []),
+            *extra,
+        ]
         log = (self.root / "general.log").open("ab")
         self.general = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self._wait(lambda: self._healthy(), wait, "the General to answer")
 
-    def start_scout(self, name: str, *tags: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        args = [_bin("troop-scout"), "--general", f"127.0.0.1:{self.scout_port}", "--hostname", name,
-                "--data-dir", str(self.root / "scouts" / name), *[a for t in tags for a in ("--tag", t)], *extra]
+    def start_scout(
+        self, name: str, *tags: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        args = [
+            _bin("troop-scout"),
+            "--general",
+            f"127.0.0.1:{self.scout_port}",
+            "--hostname",
+            name,
+            "--data-dir",
+            str(self.root / "scouts" / name),
+            *[a for t in tags for a in ("--tag", t)],
+            *extra,
+        ]
         log = (self.root / f"scout-{name}.log").open("ab")
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})})
         self.scouts[name] = proc
@@ -75,19 +94,24 @@ class Fleet:
         def ready() -> bool:
             online = {h["hostname"] for h in self.api("GET", "/api/v1/hosts")["hosts"] if h["online"]}
             return set(names) <= online
+
         self._wait(ready, timeout, f"scouts {names} to come online")
 
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        req = urllib.request.Request(self.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {token or self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(  # noqa: S310 - our own loopback URL
+            self.url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {token or self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - our own loopback URL
             return json.loads(resp.read())
 
     def cli(self, *args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "TROOP_URL": self.url, "TROOP_TOKEN": token or self.token, "NO_COLOR": "1"}
-        return subprocess.run([_bin("troop"), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        return subprocess.run(
+            [_bin("troop"), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
 
     def stop_general(self, sig: int = signal.SIGTERM) -> None:
         if self.general is not None and self.general.poll() is None:

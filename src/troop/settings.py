@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -56,6 +55,8 @@ def load(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file: the scout often has none
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

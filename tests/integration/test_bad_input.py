@@ -42,15 +42,21 @@ class RawScout:
         hello = messages.decode_clear(body)
         assert isinstance(hello, messages.ServerHello)
         self.c = new_session_key()
-        signed, nonce = handshake.build_hello(self.key, self.hostname, messages.Facts(os="linux"), hello, self.c, now_ms())
+        signed, nonce = handshake.build_hello(
+            self.key, self.hostname, messages.Facts(os="linux"), hello, self.c, now_ms()
+        )
         self.sock.sendall(encode_frame(KIND_CLEAR, messages.encode(signed)))
         _, body = self.read()
         from troop.protocol.crypto import PublicKey
 
         signed_welcome = messages.decode_clear(body)
         assert isinstance(signed_welcome, messages.Signed)
-        welcome, g2s = handshake.open_welcome(signed_welcome, PublicKey.from_der(hello.general_key), nonce, self.key, self.hostname)
-        channel = SealedChannel(self.hostname, SCOUT_TO_GENERAL, self.c, g2s or new_session_key(), recv_key_id=welcome.key_id)
+        welcome, g2s = handshake.open_welcome(
+            signed_welcome, PublicKey.from_der(hello.general_key), nonce, self.key, self.hostname
+        )
+        channel = SealedChannel(
+            self.hostname, SCOUT_TO_GENERAL, self.c, g2s or new_session_key(), recv_key_id=welcome.key_id
+        )
         return welcome, channel
 
     def closed_by_peer(self, timeout: float = 5.0) -> bool:
@@ -116,7 +122,7 @@ def test_huge_length_prefix_is_refused_before_buffering(fleet: Fleet) -> None:
 
 def test_frame_sealed_with_the_wrong_key_closes_only_that_connection(fleet: Fleet, key: KeyPair) -> None:
     raw = RawScout(fleet.scout_port, "intruder1", key)
-    welcome, channel = raw.handshake()
+    welcome, _channel = raw.handshake()
     assert welcome.status == "accepted"  # auto_accept in this fleet
     wrong = SealedChannel("intruder1", SCOUT_TO_GENERAL, new_session_key(), new_session_key())
     raw.sock.sendall(encode_frame(KIND_SEALED, wrong.seal(messages.Result(task_id="x", state="succeeded"))))
@@ -127,7 +133,7 @@ def test_frame_sealed_with_the_wrong_key_closes_only_that_connection(fleet: Flee
 
 def test_replayed_frame_is_refused(fleet: Fleet, key: KeyPair) -> None:
     raw = RawScout(fleet.scout_port, "intruder1", key)
-    welcome, channel = raw.handshake()
+    _welcome, channel = raw.handshake()
     frame = encode_frame(KIND_SEALED, channel.seal(messages.Heartbeat(ts=now_ms())))
     raw.sock.sendall(frame)
     raw.sock.sendall(frame)
@@ -179,7 +185,7 @@ def test_api_refuses_missing_and_wrong_tokens(fleet: Fleet) -> None:
 
 
 def test_viewer_reads_but_cannot_run(fleet: Fleet) -> None:
-    code, made = run_json(fleet, "token", "create", f"viewer{time.time_ns()}", "--role", "viewer")
+    _code, made = run_json(fleet, "token", "create", f"viewer{time.time_ns()}", "--role", "viewer")
     viewer = made["token"]
     status, _ = call(fleet, "GET", "/api/v1/hosts", None, viewer)
     assert status == 200

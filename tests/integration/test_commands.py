@@ -26,8 +26,20 @@ def test_cmd_reports_exit_code_output_and_duration(fleet: Fleet) -> None:
 
 
 def test_cmd_env_dir_and_shell(fleet: Fleet, tmp_path: object) -> None:
-    code, job = run_json(fleet, "cmd", "db1", "--env", "A=1", "--env", "B=two words", "--dir", "/tmp",
-                         "--shell", "--", 'echo "$A|$B|$(pwd)"')
+    code, job = run_json(
+        fleet,
+        "cmd",
+        "db1",
+        "--env",
+        "A=1",
+        "--env",
+        "B=two words",
+        "--dir",
+        "/tmp",
+        "--shell",
+        "--",
+        'echo "$A|$B|$(pwd)"',
+    )
     assert code == 0
     assert job["hosts"]["db1"]["stdout"] == "1|two words|/tmp\n"
 
@@ -58,8 +70,9 @@ def test_target_matching_nothing_is_an_error(fleet: Fleet) -> None:
 def test_timeout_kills_the_whole_process_group(fleet: Fleet, tmp_path: object) -> None:
     marker = f"/tmp/troop-orphan-{os.getpid()}-{time.time_ns()}"
     start = time.monotonic()
-    code, job = run_json(fleet, "cmd", "web1", "--timeout", "1", "--shell", "--",
-                         f"(sleep 3; touch {marker}) & sleep 30")
+    code, job = run_json(
+        fleet, "cmd", "web1", "--timeout", "1", "--shell", "--", f"(sleep 3; touch {marker}) & sleep 30"
+    )
     assert time.monotonic() - start < 10
     host = job["hosts"]["web1"]
     assert code == 1 and host["state"] == "timed_out"
@@ -68,14 +81,16 @@ def test_timeout_kills_the_whole_process_group(fleet: Fleet, tmp_path: object) -
 
 
 def test_output_over_the_cap_is_truncated_and_flagged(fleet: Fleet) -> None:
-    code, job = run_json(fleet, "cmd", "web2", "--max-output", "1000", "--shell", "--", "head -c 100000 /dev/zero | tr '\\0' x")
+    code, job = run_json(
+        fleet, "cmd", "web2", "--max-output", "1000", "--shell", "--", "head -c 100000 /dev/zero | tr '\\0' x"
+    )
     host = job["hosts"]["web2"]
     assert code == 0
     assert len(host["stdout"]) == 1000 and host["stdout_truncated"] is True
 
 
 def test_default_output_cap_is_one_mib(fleet: Fleet) -> None:
-    code, job = run_json(fleet, "cmd", "web2", "--shell", "--", "head -c 3000000 /dev/zero | tr '\\0' y")
+    _code, job = run_json(fleet, "cmd", "web2", "--shell", "--", "head -c 3000000 /dev/zero | tr '\\0' y")
     assert len(job["hosts"]["web2"]["stdout"]) == 1024 * 1024
     assert job["hosts"]["web2"]["stdout_truncated"] is True
 
@@ -85,7 +100,7 @@ def test_scout_runs_several_tasks_at_once(fleet: Fleet) -> None:
     results = [fleet.cli("cmd", "db1", "--async", "--", "sleep", "2") for _ in range(4)]
     ids = [r.stdout.strip() for r in results]
     for job_id in ids:
-        code, job = run_json(fleet, "job", "show", job_id, "--wait")
+        _code, job = run_json(fleet, "job", "show", job_id, "--wait")
         assert job["hosts"]["db1"]["state"] == "succeeded"
     assert time.monotonic() - start < 6, "four 2 s tasks should overlap on one scout"
 
@@ -101,9 +116,9 @@ def test_async_then_job_show_and_list(fleet: Fleet) -> None:
     result = fleet.cli("cmd", "web1", "--async", "--", "echo", "later")
     assert result.returncode == 0
     job_id = result.stdout.strip()
-    code, job = run_json(fleet, "job", "show", job_id, "--wait")
+    _code, job = run_json(fleet, "job", "show", job_id, "--wait")
     assert job["hosts"]["web1"]["stdout"] == "later\n"
-    code, listing = run_json(fleet, "job", "list")
+    _code, listing = run_json(fleet, "job", "list")
     assert job_id in [j["job"] for j in listing["jobs"]]
 
 

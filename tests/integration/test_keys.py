@@ -61,7 +61,7 @@ def test_new_key_under_known_hostname_is_denied_and_stored_key_kept(new_fleet: F
     wait_for(lambda: keys(new_fleet)["denied"] == ["web1"])
     hosts = new_fleet.api("GET", "/api/v1/hosts")["hosts"]
     assert hosts[0]["fingerprint"] == before and hosts[0]["online"] is False
-    code, job = run_json(new_fleet, "ping", "web1")
+    _code, job = run_json(new_fleet, "ping", "web1")
     assert job["hosts"]["web1"]["state"] == "offline"
     # Deleting the old key lets the new machine in.
     assert new_fleet.cli("key", "delete", "web1").returncode == 0
@@ -110,5 +110,5 @@ def test_delete_of_connected_host_ends_its_session(new_fleet: Fleet) -> None:
     new_fleet.start_scout("d2")
     new_fleet.wait_online(["d1", "d2"])
     assert new_fleet.cli("key", "delete", "d1").returncode == 0
-    code, job = run_json(new_fleet, "ping", "d2")
+    code, _job = run_json(new_fleet, "ping", "d2")
     assert code == 0  # the other scout was re-keyed, not disturbed

@@ -115,10 +115,7 @@ async def test_two_generals_saving_overlapping_batches(store_url: str) -> None:
         await a.create_job(job("j1"), job_hosts("j1", names))
 
         async def writer(s: Store, i: int) -> None:
-            rows = [
-                JobHostRow("j1", n, task_id="", state="running", data={"w": i}, updated_at=at(i))
-                for n in names
-            ]
+            rows = [JobHostRow("j1", n, task_id="", state="running", data={"w": i}, updated_at=at(i)) for n in names]
             random.shuffle(rows)
             await s.save_job_hosts(rows)
 

@@ -251,6 +251,7 @@ def split_program(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and check a full command line; usage errors exit 2 via argparse."""
     head, tail = split_program(argv)
+    ns: argparse.Namespace
     ns, extras = build_parser().parse_known_args(head)
     leaf: argparse.ArgumentParser = ns.parser
     if extras:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from troop.cli.api import REQUEST_TIMEOUT, quote
-from troop.cli.render import FINAL_STATES, render_host
+from troop.cli.render import is_final, render_host
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
 if TYPE_CHECKING:
@@ -77,13 +77,13 @@ class JobFollower:
         for host, result in (job.get("hosts") or {}).items():
             self._merge(host, result)
         for host in sorted(self.hosts):
-            if self.hosts[host].get("state") in FINAL_STATES:
+            if is_final(self.hosts[host]):
                 self._host_done(host)
 
     def _on_host(self, host: str, event: JsonObj) -> None:
         result = {k: v for k, v in event.items() if k not in _EVENT_KEYS}
         self._merge(host, result)
-        if result.get("state") in FINAL_STATES:
+        if is_final(self.hosts[host]):
             self._host_done(host)
 
     def _merge(self, host: str, result: JsonObj) -> None:

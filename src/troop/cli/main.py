@@ -7,7 +7,8 @@ http.client and json for HTTP, and raw ANSI escapes for colour.  Even so, http.c
 ~18 ms (it pulls in the email package), so this module imports only argparse-level code; each
 command's module, and with it http.client, is imported when that command runs.  `troop
 --help` therefore never loads HTTP code, and nothing here imports troop.protocol or any
-server package (DESIGN.md: the CLI talks HTTP only).  Check with
+server package (DESIGN.md: the CLI talks HTTP only).  For the same reason no troop.cli
+module imports `typing` or `dataclasses` (which pulls in `inspect`) at run time.  Check with
 `python -X importtime -m troop.cli.main --help`; tests/unit/test_cli_main.py guards it.
 
 Exit statuses: 0 every targeted host succeeded (or the call worked), 1 some host did not,
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = parse_args(args)
     except SystemExit as exc:  # argparse: usage errors, --help, --version
+        if exc.code is None:
+            return 0
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     _tolerate_unencodable(sys.stdout, sys.stderr)
     return _run(ns.handler, ns, sys.stdout, sys.stderr)

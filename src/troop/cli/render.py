@@ -52,6 +52,12 @@ class Style:
         return text.translate(_CONTROL) if self.sanitize else text
 
 
+def is_final(result: JsonObj) -> bool:
+    """A host is done when its state is final, or it was sent and the General gave up on it."""
+    state = result.get("state")
+    return state in FINAL_STATES or (state == "sent" and bool(result.get("error")))
+
+
 def style_for(stream: TextIO, environ: Mapping[str, str]) -> Style:
     """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
     try:

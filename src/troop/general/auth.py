@@ -21,7 +21,7 @@ from troop.store import Store, TokenRow
 
 log = logging.getLogger("troop.general.auth")
 ROLES = ("viewer", "operator", "admin")
-TOKEN_PREFIX = "troop_"
+TOKEN_PREFIX = "troop_"  # noqa: S105 - a marker that makes leaked tokens easy to grep for
 CACHE_SECONDS = 5.0
 
 
@@ -66,7 +66,12 @@ class TokenService:
         return path
 
     async def create(
-        self, name: str, role: str, *, actor: str, expires_in: float | None = None,
+        self,
+        name: str,
+        role: str,
+        *,
+        actor: str,
+        expires_in: float | None = None,
         targets: list[str] | None = None,
     ) -> tuple[str, TokenRow]:
         if role not in ROLES:
@@ -74,10 +79,16 @@ class TokenService:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         row = TokenRow(
-            id=secrets.token_hex(4), name=name, role=role, token_hash=hash_token(token),
-            created_at=now, created_by=actor,
+            id=secrets.token_hex(4),
+            name=name,
+            role=role,
+            token_hash=hash_token(token),
+            created_at=now,
+            created_by=actor,
             expires_at=now + timedelta(seconds=expires_in) if expires_in else None,
-            revoked_at=None, last_used_at=None, targets=targets,
+            revoked_at=None,
+            last_used_at=None,
+            targets=targets,
         )
         await self.store.add_token(row)
         return token, row

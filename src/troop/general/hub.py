@@ -100,7 +100,9 @@ class ScoutHub:
         self.online[session.hostname] = session
         log.info("scout online", extra={"fields": {"host": session.hostname, "peer": session.peer}})
         for callback in self.on_online:
-            asyncio.ensure_future(callback(session.hostname))
+            task = asyncio.ensure_future(callback(session.hostname))
+            self._tasks.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
 
     async def session_ended(self, session: ScoutSession) -> None:
         if self.pending.get(session.hostname) is session:

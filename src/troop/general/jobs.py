@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +51,14 @@ class JobManager:
         self._flush_lock = asyncio.Lock()
         self._flush_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[None]] = set()
         hub.events = self
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Keep a reference: the loop holds tasks weakly, and a collected task never finishes.
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -94,8 +102,14 @@ class JobManager:
                 raise TargetNotAllowed(f"this token may not target {', '.join(outside[:5])}")
         timeout = min(timeout or self.settings.default_timeout, self.settings.max_timeout)
         job = Job(
-            id=_job_id(), kind=kind, target=_target_json(target), args=_args_json(command, args),
-            timeout=timeout, created_by=actor, created_at=utcnow(), stream=stream,
+            id=_job_id(),
+            kind=kind,
+            target=_target_json(target),
+            args=_args_json(command, args),
+            timeout=timeout,
+            created_by=actor,
+            created_at=utcnow(),
+            stream=stream,
         )
         refused = self._refused_by_blacklist(command)
         for name in names:
@@ -128,8 +142,13 @@ class JobManager:
                 continue
             self.by_task[host.task_id] = (job, host)
             task = messages.Task(
-                task_id=host.task_id, job_id=job.id, kind=job.kind, timeout=job.timeout,
-                stream=job.stream, command=command, args=args,
+                task_id=host.task_id,
+                job_id=job.id,
+                kind=job.kind,
+                timeout=job.timeout,
+                stream=job.stream,
+                command=command,
+                args=args,
             )
             if not self.hub.send(host.hostname, task):
                 host.state, host.final, host.error = "offline", True, "scout disconnected before the task was sent"
@@ -155,7 +174,7 @@ class JobManager:
     def on_result(self, hostname: str, msg: messages.Result) -> None:
         found = self._lookup(hostname, msg.task_id)
         if found is None:
-            asyncio.ensure_future(self._late_result_from_store(hostname, msg))
+            self._spawn(self._late_result_from_store(hostname, msg))
             return
         job, host = found
         if host.has_result:
@@ -164,7 +183,7 @@ class JobManager:
         self._apply_result(host, msg, late=late)
         self._mark(job, host)
         if job.state != "done" and job.all_final():
-            asyncio.ensure_future(self._finish(job))
+            self._spawn(self._finish(job))
 
     def on_disconnect(self, hostname: str) -> None:
         for job in list(self.active.values()):
@@ -175,7 +194,7 @@ class JobManager:
             host.error = "connection to the scout was lost before it answered"
             self._mark(job, host)
             if job.all_final():
-                asyncio.ensure_future(self._finish(job))
+                self._spawn(self._finish(job))
 
     def _lookup(self, hostname: str, task_id: str) -> tuple[Job, HostState] | None:
         found = self.by_task.get(task_id)
@@ -221,7 +240,7 @@ class JobManager:
                 host.state, host.error = "timed_out", f"no result within {waited:g}s"
             host.final = True
             self._mark(job, host)
-        asyncio.ensure_future(self._finish(job))
+        self._spawn(self._finish(job))
 
     async def _finish(self, job: Job) -> None:
         if job.state == "done" and job.finished_at is not None:
@@ -291,11 +310,17 @@ class JobManager:
     async def list(self, limit: int) -> list[dict[str, Any]]:
         out = []
         for row, counts in await self.store.list_jobs(limit):
-            out.append({
-                "job": row.id, "kind": row.kind, "state": row.state,
-                "created_at": row.created_at.isoformat(), "created_by": row.created_by,
-                "target": row.target, "counts": counts,
-            })
+            out.append(
+                {
+                    "job": row.id,
+                    "kind": row.kind,
+                    "state": row.state,
+                    "created_at": row.created_at.isoformat(),
+                    "created_by": row.created_by,
+                    "target": row.target,
+                    "counts": counts,
+                }
+            )
         return out
 
 
@@ -311,8 +336,12 @@ def _target_json(target: Target) -> dict[str, Any]:
 def _args_json(command: messages.Command | None, args: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = dict(args or {})
     if command is not None:
-        out["command"] = {"argv": command.argv, "shell": command.shell, "cwd": command.cwd,
-                          "env": sorted(command.env)}  # env values may be secrets: keep names only
+        out["command"] = {
+            "argv": command.argv,
+            "shell": command.shell,
+            "cwd": command.cwd,
+            "env": sorted(command.env),
+        }  # env values may be secrets: keep names only
     return out
 
 

@@ -48,21 +48,39 @@ class HostState:
 
     def to_row(self, job_id: str, now: datetime) -> JobHostRow:
         return JobHostRow(
-            job_id=job_id, hostname=self.hostname, task_id=self.task_id, state=self.state,
-            exit_code=self.exit_code, stdout=self.stdout, stderr=self.stderr,
-            stdout_truncated=self.stdout_truncated, stderr_truncated=self.stderr_truncated,
-            error=self.error, duration=self.duration, late=self.late, data=dict(self.data),
+            job_id=job_id,
+            hostname=self.hostname,
+            task_id=self.task_id,
+            state=self.state,
+            exit_code=self.exit_code,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            stdout_truncated=self.stdout_truncated,
+            stderr_truncated=self.stderr_truncated,
+            error=self.error,
+            duration=self.duration,
+            late=self.late,
+            data=dict(self.data),
             updated_at=now,
         )
 
     @classmethod
     def from_row(cls, row: JobHostRow) -> HostState:
         return cls(
-            hostname=row.hostname, task_id=row.task_id, state=row.state, exit_code=row.exit_code,
-            stdout=row.stdout or b"", stderr=row.stderr or b"",
-            stdout_truncated=bool(row.stdout_truncated), stderr_truncated=bool(row.stderr_truncated),
-            error=row.error, duration=row.duration, late=bool(row.late), data=dict(row.data or {}),
-            final=row.state in FINAL_STATES, has_result=row.state in RESULT_STATES,
+            hostname=row.hostname,
+            task_id=row.task_id,
+            state=row.state,
+            exit_code=row.exit_code,
+            stdout=row.stdout or b"",
+            stderr=row.stderr or b"",
+            stdout_truncated=bool(row.stdout_truncated),
+            stderr_truncated=bool(row.stderr_truncated),
+            error=row.error,
+            duration=row.duration,
+            late=bool(row.late),
+            data=dict(row.data or {}),
+            final=row.state in FINAL_STATES,
+            has_result=row.state in RESULT_STATES,
         )
 
 
@@ -104,17 +122,29 @@ class Job:
 
     def to_row(self) -> JobRow:
         return JobRow(
-            id=self.id, kind=self.kind, target=self.target, args=self.args, timeout=self.timeout,
-            created_by=self.created_by, created_at=self.created_at, finished_at=self.finished_at,
+            id=self.id,
+            kind=self.kind,
+            target=self.target,
+            args=self.args,
+            timeout=self.timeout,
+            created_by=self.created_by,
+            created_at=self.created_at,
+            finished_at=self.finished_at,
             state=self.state,
         )
 
     @classmethod
     def from_rows(cls, row: JobRow, hosts: list[JobHostRow]) -> Job:
         job = cls(
-            id=row.id, kind=row.kind, target=dict(row.target or {}), args=dict(row.args or {}),
-            timeout=row.timeout, created_by=row.created_by, created_at=row.created_at,
-            state=row.state, finished_at=row.finished_at,
+            id=row.id,
+            kind=row.kind,
+            target=dict(row.target or {}),
+            args=dict(row.args or {}),
+            timeout=row.timeout,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            state=row.state,
+            finished_at=row.finished_at,
             hosts={h.hostname: HostState.from_row(h) for h in hosts},
         )
         if job.state == "done":

@@ -50,15 +50,22 @@ class KeyRegistry:
             row = _new_row(hello, scout_key, state, now)
             await self.store.upsert_host(row)
             self.hosts[row.hostname] = row
-            await self.store.audit("scout", "key.new", row.hostname, True, {"state": state, "fingerprint": row.fingerprint})
+            await self.store.audit(
+                "scout", "key.new", row.hostname, True, {"state": state, "fingerprint": row.fingerprint}
+            )
             log.info("new scout key", extra={"fields": {"host": row.hostname, "state": state, "fp": row.fingerprint}})
             return state
         if row.fingerprint != scout_key.fingerprint:
             await self.store.add_denied_key(hello.hostname, scout_key.der, scout_key.fingerprint, now)
             if hello.hostname not in self.denied:
                 self.denied.add(hello.hostname)
-                await self.store.audit("scout", "key.denied", row.hostname, False, {"fingerprint": scout_key.fingerprint})
-            log.warning("denied a second key for a known hostname", extra={"fields": {"host": row.hostname, "fp": scout_key.fingerprint}})
+                await self.store.audit(
+                    "scout", "key.denied", row.hostname, False, {"fingerprint": scout_key.fingerprint}
+                )
+            log.warning(
+                "denied a second key for a known hostname",
+                extra={"fields": {"host": row.hostname, "fp": scout_key.fingerprint}},
+            )
             return "denied"
         row = _with_facts(row, hello.facts, now)
         self.hosts[row.hostname] = row

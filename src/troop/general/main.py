@@ -66,7 +66,7 @@ async def _serve(settings: object) -> None:
 
 def _use_uvloop() -> None:
     try:
-        import uvloop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -54,9 +54,17 @@ class General:
         await self._start_api()
         if s.rotate_interval > 0:
             self._rotate_task = asyncio.create_task(self._rotate_loop())
-        log.info("general ready", extra={"fields": {
-            "api": "%s:%d" % self.api_address, "scouts": "%s:%d" % self.scout_address,
-            "fingerprint": identity.public.fingerprint, "store": _redact(s.store_url)}})
+        log.info(
+            "general ready",
+            extra={
+                "fields": {
+                    "api": f"{self.api_address[0]}:{self.api_address[1]}",
+                    "scouts": f"{self.scout_address[0]}:{self.scout_address[1]}",
+                    "fingerprint": identity.public.fingerprint,
+                    "store": _redact(s.store_url),
+                }
+            },
+        )
 
     async def _start_api(self) -> None:
         import uvicorn
@@ -71,15 +79,20 @@ class General:
         sock.setblocking(False)
         self.api_address = sock.getsockname()[:2]
         config = uvicorn.Config(
-            create_app(self), log_level="warning", access_log=False, lifespan="off",
-            ssl_certfile=self.settings.tls_cert or None, ssl_keyfile=self.settings.tls_key or None,
+            create_app(self),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=self.settings.tls_cert or None,
+            ssl_keyfile=self.settings.tls_key or None,
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # The General owns SIGTERM/SIGINT and stops the API itself, in order.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._api_server = server
         self._api_task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not self._api_task.done():
+        while not server.started and not self._api_task.done():  # noqa: ASYNC110 - uvicorn has no started event
             await asyncio.sleep(0.005)
         if self._api_task.done():
             self._api_task.result()

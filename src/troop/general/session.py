@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -93,10 +93,18 @@ class ScoutSession:
             await self._sealed_loop()
         except (TimeoutError, SessionClosed, ConnectionError, asyncio.IncompleteReadError) as exc:
             if self.hostname and not self.closed:
-                log.info("scout connection ended", extra={"fields": {"host": self.hostname, "peer": self.peer, "why": str(exc) or type(exc).__name__}})
+                log.info(
+                    "scout connection ended",
+                    extra={"fields": {"host": self.hostname, "peer": self.peer, "why": str(exc) or type(exc).__name__}},
+                )
         except ProtocolError as exc:
             self.hub.count_drop(type(exc).__name__)
-            log.warning("closed scout connection on bad input", extra={"fields": {"host": self.hostname or "?", "peer": self.peer, "why": f"{type(exc).__name__}: {exc}"}})
+            log.warning(
+                "closed scout connection on bad input",
+                extra={
+                    "fields": {"host": self.hostname or "?", "peer": self.peer, "why": f"{type(exc).__name__}: {exc}"}
+                },
+            )
             self._refuse(str(exc))
         finally:
             self.close()
@@ -112,7 +120,9 @@ class ScoutSession:
         if not isinstance(signed, messages.Signed):
             raise HandshakeError(f"expected a signed hello, got {type(signed).__name__}")
         async with self.hub.handshake_slots:
-            hello, scout_key, session_key = handshake.open_hello(signed, hello_msg.challenge, self.hub.identity, now_ms())
+            hello, scout_key, session_key = handshake.open_hello(
+                signed, hello_msg.challenge, self.hub.identity, now_ms()
+            )
         self.hostname, self.hello, self.scout_key, self.session_key = hello.hostname, hello, scout_key, session_key
         return await self.hub.keys.decide(hello, scout_key)
 
@@ -121,8 +131,9 @@ class ScoutSession:
         self._welcome("pending")
         self.decision = asyncio.get_running_loop().create_future()
         self.hub.pending[self.hostname] = self
-        reader = asyncio.ensure_future(self.read_frame())
-        done, _ = await asyncio.wait({self.decision, reader}, return_when=asyncio.FIRST_COMPLETED)
+        reader: asyncio.Future[Any] = asyncio.ensure_future(self.read_frame())
+        waiting: set[asyncio.Future[Any]] = {self.decision, reader}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if self.decision in done:
             reader.cancel()
             return self.decision.result()
@@ -135,9 +146,16 @@ class ScoutSession:
         g2s = key.for_scout(self.session_key, self.hostname) if status == "accepted" else b""
         self.send_clear(
             handshake.build_welcome(
-                self.hub.identity, self.hello, self.scout_key, status, now_ms(),
-                key_id=key.key_id, g2s_key=g2s, blacklist=self.hub.blacklist,
-                heartbeat=self.hub.settings.heartbeat, message=message,
+                self.hub.identity,
+                self.hello,
+                self.scout_key,
+                status,
+                now_ms(),
+                key_id=key.key_id,
+                g2s_key=g2s,
+                blacklist=self.hub.blacklist,
+                heartbeat=self.hub.settings.heartbeat,
+                message=message,
             )
         )
         if status == "accepted":
@@ -171,4 +189,3 @@ class ScoutSession:
         g2s = key.for_scout(self.session_key, self.hostname)
         if self.send(messages.Rekey(key_id=key.key_id, wrapped_key=self.scout_key.encrypt(g2s))):
             self.channel.set_send_key(key.key_id, g2s)
-

@@ -10,21 +10,40 @@ from troop.settings import setting
 
 @dataclass
 class GeneralSettings:
-    data_dir: Path = setting(Path("/var/lib/troop-general"), "Where the General keeps its key, admin token and (by default) its SQLite store.")
-    api_listen: str = setting("127.0.0.1:6858", "HOST:PORT of the HTTP API. Loopback by default: put TLS (tls_cert/tls_key) on before opening it to the network.")
-    scout_listen: str = setting("0.0.0.0:6954", "HOST:PORT scouts connect to. Traffic on it is signed and AES-256-GCM sealed.")
-    auto_accept: bool = setting(False, "Accept every new scout key at once. Off by default: new scouts wait as pending for `troop key accept`.")
+    data_dir: Path = setting(
+        Path("/var/lib/troop-general"),
+        "Where the General keeps its key, admin token and (by default) its SQLite store.",
+    )
+    api_listen: str = setting(
+        "127.0.0.1:6858",
+        "HOST:PORT of the HTTP API. Loopback by default: turn on TLS (tls_cert, tls_key) before opening it wider.",
+    )
+    scout_listen: str = setting(
+        "0.0.0.0:6954", "HOST:PORT scouts connect to. Traffic on it is signed and AES-256-GCM sealed."
+    )
+    auto_accept: bool = setting(
+        False, "Accept every new scout key at once. Off by default: new scouts wait as pending for `troop key accept`."
+    )
     store: str = setting("", "SQLAlchemy URL of the store. Empty: sqlite+aiosqlite:///DATA_DIR/troop.db.")
     bus: str = setting("", "URL of the bus between Generals (nats://...). Empty: in-process, for a lone General.")
-    blacklist_file: str = setting("", "File of blacklisted commands, one per line. Empty: DATA_DIR/blacklist, created with the defaults on first start.")
+    blacklist_file: str = setting(
+        "",
+        "File of blacklisted commands, one per line. Empty: DATA_DIR/blacklist, made with the defaults on first start.",
+    )
     heartbeat: float = setting(15.0, "Seconds between heartbeats on each scout connection; three missed ones close it.")
-    grace: float = setting(5.0, "Seconds a job waits past its timeout for results before naming hosts timed_out or no ack.")
+    grace: float = setting(
+        5.0, "Seconds a job waits past its timeout for results before naming hosts timed_out or no ack."
+    )
     default_timeout: float = setting(60.0, "Job timeout in seconds when the caller gives none.")
     max_timeout: float = setting(86400.0, "Largest job timeout a caller may ask for, in seconds.")
-    max_output: int = setting(1024 * 1024, "Largest stdout and stderr kept per host and stream, in bytes; more is truncated and flagged.")
+    max_output: int = setting(
+        1024 * 1024, "Largest stdout and stderr kept per host and stream, in bytes; more is truncated and flagged."
+    )
     retention_days: float = setting(30.0, "Finished jobs older than this many days are pruned.")
     retention_jobs: int = setting(10000, "At most this many finished jobs are kept; the oldest go first.")
-    rotate_interval: float = setting(86400.0, "Seconds between automatic rotations of the session key; 0 turns the schedule off.")
+    rotate_interval: float = setting(
+        86400.0, "Seconds between automatic rotations of the session key; 0 turns the schedule off."
+    )
     key_bits: int = setting(3072, "Size of the General's RSA key when it is first generated.")
     max_frame: int = setting(8 * 1024 * 1024, "Largest frame accepted on the scout port, in bytes.")
     handshake_timeout: float = setting(10.0, "Seconds a new scout connection has to finish its handshake.")

@@ -58,9 +58,7 @@ def resolve(target: Target, hosts: Iterable[HostRow], is_online: Callable[[str],
     matched = sorted(
         h.hostname
         for h in hosts
-        if name_matches(h.hostname, pats)
-        and (wanted_os is None or h.os == wanted_os)
-        and tags.issubset(h.tags)
+        if name_matches(h.hostname, pats) and (wanted_os is None or h.os == wanted_os) and tags.issubset(h.tags)
     )
     if not matched:
         raise TargetError(f"no accepted host matches target {target.describe()}")

@@ -53,9 +53,7 @@ class SealedChannel:
         self._recv_seq = 0
         self._window_ms = int(window * 1000)
         self._clock = clock
-        self._allowed = (
-            messages.SCOUT_TO_GENERAL if self._peer == SCOUT_TO_GENERAL else messages.GENERAL_TO_SCOUT
-        )
+        self._allowed = messages.SCOUT_TO_GENERAL if self._peer == SCOUT_TO_GENERAL else messages.GENERAL_TO_SCOUT
 
     # -- keys
     def set_send_key(self, key_id: int, key: bytes) -> None:

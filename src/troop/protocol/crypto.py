@@ -6,7 +6,6 @@ writes files: callers hand in PEM/DER bytes and store what they get back.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
@@ -40,15 +39,16 @@ def derive_key(secret: bytes, salt: bytes, info: bytes) -> bytes:
 
 
 def fingerprint(public_der: bytes) -> str:
-    return "sha256:" + hashlib.sha256(public_der).hexdigest()
+    # cryptography's SHA-256, not hashlib: hashlib would load a second libcrypto into the scout.
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(public_der)
+    return "sha256:" + digest.finalize().hex()
 
 
 class PublicKey:
     def __init__(self, key: rsa.RSAPublicKey) -> None:
         self._key = key
-        self.der = key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        self.der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.fingerprint = fingerprint(self.der)
 
     @classmethod

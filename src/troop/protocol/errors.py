@@ -1,15 +1,15 @@
 """Errors of the wire protocol. Each names one reason a peer's bytes were refused.
 
-    ProtocolError
-    ├── FrameError
-    │   ├── BadMagic          not a Troop frame
-    │   ├── BadVersion        a protocol version we do not speak
-    │   └── FrameTooLarge     length prefix over the cap (checked before buffering)
-    ├── DecodeError           bytes that are not a valid message
-    ├── SealError             AES-GCM open failed: tampered, wrong or stale key
-    ├── ReplayError           a sequence number that did not go up
-    ├── StaleError            a timestamp outside the freshness window
-    └── HandshakeError        a bad signature, challenge, key or status
+ProtocolError
+├── FrameError
+│   ├── BadMagic          not a Troop frame
+│   ├── BadVersion        a protocol version we do not speak
+│   └── FrameTooLarge     length prefix over the cap (checked before buffering)
+├── DecodeError           bytes that are not a valid message
+├── SealError             AES-GCM open failed: tampered, wrong or stale key
+├── ReplayError           a sequence number that did not go up
+├── StaleError            a timestamp outside the freshness window
+└── HandshakeError        a bad signature, challenge, key or status
 """
 
 from troop.errors import TroopError

@@ -11,7 +11,6 @@ Who is accepted is not decided here (that is troop.general.keys); this only prov
 
 from __future__ import annotations
 
-
 from troop.protocol import messages
 from troop.protocol.crypto import KEY_SIZE, KeyPair, PublicKey, derive_key, random_bytes
 from troop.protocol.errors import HandshakeError
@@ -67,7 +66,9 @@ def open_hello(
         raise HandshakeError(f"invalid hostname {hello.hostname[:64]!r}")
     scout_key = PublicKey.from_der(hello.scout_key)
     scout_key.verify(signed.signature, signed.body)
-    if not _same(hello.challenge, challenge):
+    # The challenge and nonce are public (they crossed the wire in the clear), so a plain
+    # comparison leaks nothing; the signature over them is what proves freshness.
+    if hello.challenge != challenge:
         raise HandshakeError("challenge mismatch")
     if abs(now - hello.ts) > window_ms:
         raise HandshakeError("hello timestamp outside the window")
@@ -119,7 +120,7 @@ def open_welcome(
     """Check a Welcome; return it and, when accepted, the unwrapped General->scout key."""
     general_key.verify(signed.signature, signed.body)
     welcome = messages.decode_welcome(signed.body)
-    if not _same(welcome.nonce, nonce) or welcome.hostname != hostname:
+    if welcome.nonce != nonce or welcome.hostname != hostname:
         raise HandshakeError("welcome is not for this hello")
     if welcome.status not in STATUSES:
         raise HandshakeError(f"unknown status {welcome.status!r}")
@@ -131,6 +132,14 @@ def open_welcome(
     return welcome, key
 
 
+def open_rekey(rekey: messages.Rekey, scout: KeyPair) -> bytes:
+    """Unwrap a re-key's new General->scout key, refusing one of the wrong size."""
+    key = scout.decrypt(rekey.wrapped_key)
+    if len(key) != KEY_SIZE:
+        raise HandshakeError("re-key carries a key of the wrong size")
+    return key
+
+
 def valid_hostname(name: str) -> bool:
     """Hostnames as DNS allows them, plus '_': no path separators, no spaces, no control bytes."""
     if not name or len(name) > MAX_HOSTNAME or name.startswith(("-", ".")):
@@ -138,19 +147,13 @@ def valid_hostname(name: str) -> bool:
     return all(c.isascii() and (c.isalnum() or c in "-._") for c in name)
 
 
-def _same(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
-
-
 __all__ = [
     "build_hello",
     "build_welcome",
     "open_hello",
+    "open_rekey",
     "open_welcome",
     "scout_key_for",
     "server_hello",
     "valid_hostname",
 ]
-

@@ -155,9 +155,7 @@ class FactsUpdate(msgspec.Struct, tag=36):
     facts: Facts
 
 
-SealedMessage = (
-    Heartbeat | Task | Cancel | Rekey | ConfigUpdate | Ack | Output | Result | RekeyAck | FactsUpdate
-)
+SealedMessage = Heartbeat | Task | Cancel | Rekey | ConfigUpdate | Ack | Output | Result | RekeyAck | FactsUpdate
 
 GENERAL_TO_SCOUT: frozenset[type] = frozenset({Heartbeat, Task, Cancel, Rekey, ConfigUpdate})
 SCOUT_TO_GENERAL: frozenset[type] = frozenset({Heartbeat, Ack, Output, Result, RekeyAck, FactsUpdate})

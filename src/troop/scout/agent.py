@@ -153,7 +153,7 @@ class Agent:
             if isinstance(msg, messages.Task):
                 self.runner.accept(msg)
             elif isinstance(msg, messages.Rekey):
-                new_key = self.keypair.decrypt(msg.wrapped_key)
+                new_key = handshake.open_rekey(msg, self.keypair)
                 conn.channel.add_recv_key(msg.key_id, new_key)
                 conn.send(messages.RekeyAck(key_id=msg.key_id))
             elif isinstance(msg, messages.Cancel):

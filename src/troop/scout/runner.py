@@ -90,7 +90,7 @@ class _CommandProtocol(asyncio.SubprocessProtocol):
 async def run_command(
     task_id: str,
     cmd: Command,
-    timeout: float,  # noqa: ASYNC109 - the kill at the deadline is part of the result
+    timeout: float,
     *,
     on_output: OutputCallback | None = None,
     os_name: str | None = None,
@@ -189,14 +189,16 @@ async def _finish_streaming(
     """Let the chunks already queued reach on_output, within the task's time (or a grace)."""
     assert protocol.chunks is not None
     drained = asyncio.ensure_future(protocol.chunks.join())
-    await asyncio.wait(
-        [drained, streamer],  # streamer ends early only when on_output failed
-        timeout=max(time_left, KILL_GRACE),
-        return_when=asyncio.FIRST_COMPLETED,
-    )
-    drained.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drained
+    try:
+        await asyncio.wait(
+            [drained, streamer],  # streamer ends early only when on_output failed
+            timeout=max(time_left, KILL_GRACE),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        drained.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drained
 
 
 def _result(

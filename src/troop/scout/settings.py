@@ -10,11 +10,18 @@ from troop.settings import setting
 
 @dataclass
 class ScoutSettings:
-    general: list[str] = setting(["127.0.0.1:6954"], "General addresses HOST:PORT, comma separated; the scout spreads over them and moves on when one fails.")
-    data_dir: Path = setting(Path("/var/lib/troop-scout"), "Where the scout keeps its private key (mode 0600) and the pinned General key.")
+    general: list[str] = setting(
+        ["127.0.0.1:6954"],
+        "General addresses HOST:PORT, comma separated; the scout spreads over them and moves on when one fails.",
+    )
+    data_dir: Path = setting(
+        Path("/var/lib/troop-scout"), "Where the scout keeps its private key (mode 0600) and the pinned General key."
+    )
     hostname: str = setting("", "The name this scout answers to. Empty: the OS hostname.")
     tags: list[str] = setting([], "Tags for targeting (--tag), comma separated.")
-    general_fingerprint: str = setting("", "sha256:... of the General's public key. Empty: trust the first General met, then refuse any other key.")
+    general_fingerprint: str = setting(
+        "", "sha256:... of the General's public key. Empty: trust the first General met, then refuse any other key."
+    )
     blacklist_file: str = setting("", "This scout's own blacklist file, added to the General's. Empty: none.")
     max_concurrency: int = setting(16, "Tasks run at once on this scout; more wait their turn.")
     key_bits: int = setting(2048, "Size of the scout's RSA key when it is first generated.")

@@ -20,6 +20,7 @@ from troop.scout.runner import TaskSlots, run_command
 
 log = logging.getLogger("troop.scout.tasks")
 SEEN_TASKS = 20000
+MAX_TIMEOUT = 7 * 86400.0
 
 
 class TaskRunner:
@@ -60,12 +61,14 @@ class TaskRunner:
         try:
             result = await self._execute(task)
         except asyncio.CancelledError:
-            result = messages.Result(task_id=task.task_id, state="failed", error="cancelled",
-                                     duration=time.monotonic() - started)
+            result = messages.Result(
+                task_id=task.task_id, state="failed", error="cancelled", duration=time.monotonic() - started
+            )
         except Exception as exc:  # a bug must cost one task, not the scout
             log.exception("task failed unexpectedly")
-            result = messages.Result(task_id=task.task_id, state="failed", error=f"scout error: {exc}",
-                                     duration=time.monotonic() - started)
+            result = messages.Result(
+                task_id=task.task_id, state="failed", error=f"scout error: {exc}", duration=time.monotonic() - started
+            )
         finally:
             self._running.pop(task.task_id, None)
         self._report(result)
@@ -76,20 +79,26 @@ class TaskRunner:
             self.flush_outbox()
 
     async def _execute(self, task: messages.Task) -> messages.Result:
+        if not (0 < task.timeout <= MAX_TIMEOUT):  # also catches NaN
+            return messages.Result(task_id=task.task_id, state="failed", error=f"invalid timeout {task.timeout!r}")
         if task.kind == "ping":
             return messages.Result(task_id=task.task_id, state="succeeded")
         if task.kind == "cmd" and task.command is not None:
-            entry = blacklist.check(self.general_blacklist + self.local_blacklist,
-                                    task.command.argv or None, task.command.shell)
+            entry = blacklist.check(
+                self.general_blacklist + self.local_blacklist, task.command.argv or None, task.command.shell
+            )
             if entry is not None:
-                return messages.Result(task_id=task.task_id, state="refused",
-                                       error=f"refused by the scout's blacklist (entry {entry!r})")
+                return messages.Result(
+                    task_id=task.task_id, state="refused", error=f"refused by the scout's blacklist (entry {entry!r})"
+                )
             async with self.slots:
                 self.send(messages.Ack(task_id=task.task_id, state="running"))
-                return await run_command(task.task_id, task.command, task.timeout,
-                                         on_output=self._streamer(task) if task.stream else None)
-        return messages.Result(task_id=task.task_id, state="failed",
-                               error=f"this scout does not support task kind {task.kind!r}")
+                return await run_command(
+                    task.task_id, task.command, task.timeout, on_output=self._streamer(task) if task.stream else None
+                )
+        return messages.Result(
+            task_id=task.task_id, state="failed", error=f"this scout does not support task kind {task.kind!r}"
+        )
 
     def _streamer(self, task: messages.Task) -> Callable[[str, bytes], asyncio.Future[None]]:
         async def on_output(stream: str, data: bytes) -> None:

@@ -23,8 +23,11 @@ log = logging.getLogger("troop.general.api")
 
 def create_app(general: General) -> FastAPI:
     app = FastAPI(
-        title="Troop General API", version=__version__,
-        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        title="Troop General API",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
         description="Run commands on many hosts. Every route needs `Authorization: Bearer TOKEN`.",
     )
     app.state.general = general

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from troop.general.api.deps import general, operator, viewer
-from troop.general.auth import Caller
+from troop.general.api.deps import OperatorCaller, ViewerCaller, general
 from troop.general.jobs import TargetNotAllowed
 from troop.general.targeting import Target, TargetError
 from troop.protocol import messages
@@ -39,28 +38,46 @@ class CommandIn(BaseModel):
 class JobIn(BaseModel):
     kind: Literal["ping", "cmd"]
     target: TargetIn = Field(default_factory=TargetIn)  # type: ignore[arg-type]
-    timeout: float | None = Field(None, gt=0, description="Seconds; the whole process group is killed then.")
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Seconds; the whole process group is killed then."
+    )
     stream: bool = Field(False, description="Send output chunks as events while the job runs.")
     command: CommandIn | None = None
 
 
 @router.post("", status_code=201, summary="Submit a job")
-async def submit(body: JobIn, request: Request, wait: float | None = Query(None, ge=0, le=MAX_WAIT),
-                 caller: Caller = Depends(operator)) -> JSONResponse:  # noqa: B008
+async def submit(
+    body: JobIn,
+    request: Request,
+    caller: OperatorCaller,
+    wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
+) -> JSONResponse:
     gen = general(request)
     command = _command(body, gen.settings.max_output)
     target = Target(hosts=body.target.hosts, os=body.target.os, tags=body.target.tags, one=body.target.one)
     try:
-        job = await gen.jobs.submit(body.kind, target, actor=caller.name, timeout=body.timeout,
-                                    stream=body.stream, command=command, allowed=caller.targets)
+        job = await gen.jobs.submit(
+            body.kind,
+            target,
+            actor=caller.name,
+            timeout=body.timeout,
+            stream=body.stream,
+            command=command,
+            allowed=caller.targets,
+        )
     except TargetError as exc:
         await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
         raise HTTPException(404, str(exc)) from exc
     except TargetNotAllowed as exc:
         await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
         raise HTTPException(403, str(exc)) from exc
-    await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), True,
-                          {"job": job.id, "hosts": len(job.hosts), "args": job.args})
+    await gen.store.audit(
+        caller.name,
+        f"job.{body.kind}",
+        target.describe(),
+        True,
+        {"job": job.id, "hosts": len(job.hosts), "args": job.args},
+    )
     if wait is not None:
         await gen.jobs.wait(job, wait)
         return JSONResponse(job.to_json(), status_code=201)
@@ -75,19 +92,26 @@ def _command(body: JobIn, cap: int) -> messages.Command | None:
         raise HTTPException(422, "command: give argv or shell for a cmd job")
     if c.argv and c.shell:
         raise HTTPException(422, "command: give argv or shell, not both")
-    return messages.Command(argv=c.argv, shell=c.shell, env=c.env, cwd=c.cwd,
-                            max_output=min(c.max_output if c.max_output is not None else cap, cap))
+    return messages.Command(
+        argv=c.argv,
+        shell=c.shell,
+        env=c.env,
+        cwd=c.cwd,
+        max_output=min(c.max_output if c.max_output is not None else cap, cap),
+    )
 
 
 @router.get("", summary="List recent jobs, newest first")
-async def list_jobs(request: Request, limit: int = Query(50, ge=1, le=1000),
-                    caller: Caller = Depends(viewer)) -> dict[str, Any]:  # noqa: B008
+async def list_jobs(
+    request: Request, caller: ViewerCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> dict[str, Any]:
     return {"jobs": await general(request).jobs.list(limit)}
 
 
 @router.get("/{job_id}", summary="A job and every host's result; ?wait=SECONDS waits for it to end")
-async def show(job_id: str, request: Request, wait: float | None = Query(None, ge=0, le=MAX_WAIT),
-               caller: Caller = Depends(viewer)) -> dict[str, Any]:  # noqa: B008
+async def show(
+    job_id: str, request: Request, caller: ViewerCaller, wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None
+) -> dict[str, Any]:
     gen = general(request)
     job = await gen.jobs.get(job_id)
     if job is None:
@@ -98,7 +122,7 @@ async def show(job_id: str, request: Request, wait: float | None = Query(None, g
 
 
 @router.get("/{job_id}/events", summary="Newline-delimited JSON events until the job ends")
-async def events(job_id: str, request: Request, caller: Caller = Depends(viewer)) -> StreamingResponse:  # noqa: B008
+async def events(job_id: str, request: Request, caller: ViewerCaller) -> StreamingResponse:
     gen = general(request)
     job = await gen.jobs.get(job_id)
     if job is None:

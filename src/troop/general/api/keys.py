@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from troop.general.api.deps import admin, general, viewer
-from troop.general.auth import Caller
+from troop.general.api.deps import AdminCaller, ViewerCaller, general
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
@@ -19,12 +18,18 @@ class KeyChange(BaseModel):
 
 
 @router.get("/keys", summary="Host names by key state")
-async def list_keys(request: Request, caller: Caller = Depends(viewer)) -> dict[str, list[str]]:  # noqa: B008
+async def list_keys(
+    request: Request,
+    caller: ViewerCaller,
+) -> dict[str, list[str]]:
     return general(request).keys.lists()
 
 
 @router.post("/keys/rotate", summary="Rotate the session key; every connected scout is re-keyed")
-async def rotate(request: Request, caller: Caller = Depends(admin)) -> dict[str, int]:  # noqa: B008
+async def rotate(
+    request: Request,
+    caller: AdminCaller,
+) -> dict[str, int]:
     gen = general(request)
     key_id = gen.hub.rotate("operator " + caller.name)
     await gen.store.audit(caller.name, "key.rotate", "*", True, {"key_id": key_id})
@@ -32,8 +37,12 @@ async def rotate(request: Request, caller: Caller = Depends(admin)) -> dict[str,
 
 
 @router.post("/keys/{action}", summary="Accept, reject or delete host keys")
-async def change(action: Literal["accept", "reject", "delete"], body: KeyChange, request: Request,
-                 caller: Caller = Depends(admin)) -> dict[str, Any]:  # noqa: B008
+async def change(
+    action: Literal["accept", "reject", "delete"],
+    body: KeyChange,
+    request: Request,
+    caller: AdminCaller,
+) -> dict[str, Any]:
     gen = general(request)
     names = gen.keys.names_for_all(action) if body.all else body.hosts
     if not names and not body.all:
@@ -43,14 +52,25 @@ async def change(action: Literal["accept", "reject", "delete"], body: KeyChange,
 
 
 @router.get("/hosts", summary="Every known host with its facts and whether it is online")
-async def hosts(request: Request, caller: Caller = Depends(viewer)) -> dict[str, Any]:  # noqa: B008
+async def hosts(
+    request: Request,
+    caller: ViewerCaller,
+) -> dict[str, Any]:
     gen = general(request)
     out = []
     for row in sorted(gen.keys.hosts.values(), key=lambda r: r.hostname):
-        out.append({
-            "hostname": row.hostname, "state": row.state, "online": gen.hub.is_online(row.hostname),
-            "os": row.os, "ip": row.ip, "tags": row.tags, "version": row.version,
-            "plugins": row.plugins, "last_seen": row.last_seen.isoformat() if row.last_seen else None,
-            "fingerprint": row.fingerprint,
-        })
+        out.append(
+            {
+                "hostname": row.hostname,
+                "state": row.state,
+                "online": gen.hub.is_online(row.hostname),
+                "os": row.os,
+                "ip": row.ip,
+                "tags": row.tags,
+                "version": row.version,
+                "plugins": row.plugins,
+                "last_seen": row.last_seen.isoformat() if row.last_seen else None,
+                "fingerprint": row.fingerprint,
+            }
+        )
     return {"hosts": out}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from troop.general.api.deps import admin, general
-from troop.general.auth import Caller
+from troop.general.api.deps import AdminCaller, general
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
@@ -25,29 +24,50 @@ def _iso(value: Any) -> str | None:
 
 
 @router.post("", status_code=201, summary="Create a token (shown once)")
-async def create(body: TokenIn, request: Request, caller: Caller = Depends(admin)) -> dict[str, Any]:  # noqa: B008
+async def create(
+    body: TokenIn,
+    request: Request,
+    caller: AdminCaller,
+) -> dict[str, Any]:
     gen = general(request)
     if any(t.name == body.name for t in await gen.store.list_tokens()):
         raise HTTPException(409, f"a token named {body.name!r} exists")
-    token, row = await gen.tokens.create(body.name, body.role, actor=caller.name,
-                                         expires_in=body.expires_in, targets=body.targets)
+    token, row = await gen.tokens.create(
+        body.name, body.role, actor=caller.name, expires_in=body.expires_in, targets=body.targets
+    )
     await gen.store.audit(caller.name, "token.create", body.name, True, {"role": body.role, "id": row.id})
     return {"id": row.id, "name": row.name, "role": row.role, "token": token, "expires_at": _iso(row.expires_at)}
 
 
 @router.get("", summary="List tokens (never their secret)")
-async def list_tokens(request: Request, caller: Caller = Depends(admin)) -> dict[str, Any]:  # noqa: B008
+async def list_tokens(
+    request: Request,
+    caller: AdminCaller,
+) -> dict[str, Any]:
     rows = await general(request).store.list_tokens()
-    return {"tokens": [
-        {"id": r.id, "name": r.name, "role": r.role, "created_at": _iso(r.created_at),
-         "expires_at": _iso(r.expires_at), "revoked_at": _iso(r.revoked_at),
-         "last_used_at": _iso(r.last_used_at), "targets": r.targets}
-        for r in rows
-    ]}
+    return {
+        "tokens": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "role": r.role,
+                "created_at": _iso(r.created_at),
+                "expires_at": _iso(r.expires_at),
+                "revoked_at": _iso(r.revoked_at),
+                "last_used_at": _iso(r.last_used_at),
+                "targets": r.targets,
+            }
+            for r in rows
+        ]
+    }
 
 
 @router.delete("/{id_or_name}", summary="Revoke a token")
-async def revoke(id_or_name: str, request: Request, caller: Caller = Depends(admin)) -> dict[str, str]:  # noqa: B008
+async def revoke(
+    id_or_name: str,
+    request: Request,
+    caller: AdminCaller,
+) -> dict[str, str]:
     gen = general(request)
     row = await gen.tokens.revoke(id_or_name)
     await gen.store.audit(caller.name, "token.revoke", id_or_name, row is not None, None)
