@@ -1,15 +1,14 @@
 """The store against a real PostgreSQL: the backend-neutral unit tests again, plus what
 only shows with a server (Generals migrating at once, writers in separate processes).
 
-Needs TROOP_TEST_PG_URL, e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres,
-naming a role allowed to create databases: every test gets a database of its own.
+The server comes from the `postgres_url` fixture (started by the test run, or
+TROOP_TEST_PG_URL); every test gets a database of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -22,13 +21,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from troop.store import JobHostRow, Store
 from troop.store.migrate import current_revision, head_revision
-
-PG_URL = os.environ.get("TROOP_TEST_PG_URL", "")
-
-pytestmark = pytest.mark.skipif(
-    not PG_URL,
-    reason="TROOP_TEST_PG_URL is not set (e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres)",
-)
 
 
 def _load_unit_tests() -> object:
@@ -75,13 +67,13 @@ globals().update({name: getattr(_unit, name) for name in NEUTRAL})
 
 
 @pytest.fixture
-async def store_url() -> AsyncIterator[str]:
+async def store_url(postgres_url: str) -> AsyncIterator[str]:
     name = f"troop_test_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     finally:

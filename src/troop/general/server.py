@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import sys
 from pathlib import Path
 
 from troop import blacklist as blacklist_mod
+from troop.errors import ConfigError
 from troop.general.auth import TokenService
 from troop.general.hub import ScoutHub
 from troop.general.identity import SessionKeys, load_or_create_keypair
@@ -39,7 +42,8 @@ class General:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         identity = load_or_create_keypair(s.data_dir / "general.key", s.key_bits)
-        self.store = await Store.open(s.store_url)
+        await migrate_in_child(s.store_url)
+        self.store = await Store.open(s.store_url, migrate=False)
         self.keys = KeyRegistry(self.store, s.auto_accept)
         await self.keys.load()
         self.hub = ScoutHub(s, identity, SessionKeys(), self.keys, load_blacklist(s.blacklist_path))
@@ -114,6 +118,22 @@ class General:
         await self.hub.stop()
         await self.jobs.stop()
         await self.store.close()
+
+
+async def migrate_in_child(url: str) -> None:
+    """Bring the store to the newest schema in a child process (see troop.store.migrate)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "troop.store.migrate",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TROOP_STORE_URL": url},
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ConfigError(f"cannot migrate the store {_redact(url)}: {err.decode(errors='replace').strip()[-500:]}")
 
 
 def load_blacklist(path: Path) -> list[str]:

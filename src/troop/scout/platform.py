@@ -23,7 +23,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -210,6 +209,8 @@ def write_private_file(path: str | Path, data: bytes, os_name: str | None = None
     """
     path = Path(path)
     # mkstemp creates the file with mode 0600 already, so no window where others can read it.
+    import tempfile  # rarely needed: kept out of the scout's resident memory
+
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

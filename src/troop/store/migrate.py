@@ -90,3 +90,36 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None before the first migration)."""
     async with engine.connect() as conn:
         return await conn.run_sync(_current)
+
+
+async def _migrate_url(url: str) -> None:
+    from troop.store.store import Store
+
+    store = await Store.open(url, migrate=True)
+    await store.close()
+
+
+def main() -> None:
+    """`python -m troop.store.migrate`: migrate the store named by TROOP_STORE_URL.
+
+    The General runs this in a short-lived child so that its own long-lived process never
+    loads Alembic (about 12 MB of resident memory); the URL travels in the environment so
+    a password never shows in the process list.
+    """
+    import asyncio
+    import os
+    import sys
+
+    url = os.environ.get("TROOP_STORE_URL", "")
+    if not url:
+        print("troop.store.migrate: TROOP_STORE_URL is not set", file=sys.stderr)
+        sys.exit(2)
+    try:
+        asyncio.run(_migrate_url(url))
+    except Exception as exc:
+        print(f"troop.store.migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,6 @@ from typing import Self
 
 import sqlalchemy as sa
 
-from troop.store.migrate import upgrade
 from troop.store.store_base import make_engine
 from troop.store.store_hosts import HostQueries
 from troop.store.store_jobs import JobQueries
@@ -33,6 +32,8 @@ class Store(HostQueries, JobQueries, TokenQueries):
         engine = make_engine(url)
         store = cls(url, engine)
         if migrate:
+            from troop.store.migrate import upgrade  # Alembic only when migrating
+
             try:
                 await upgrade(store._writer)
             except BaseException:

@@ -1,0 +1,88 @@
+"""Real servers for the tests: a throwaway PostgreSQL (Debian's, run as user postgres).
+
+`make test` installs what is missing (scripts/services.sh); these start and stop instances.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Postgres:
+    url: str
+    proc: subprocess.Popen[bytes]
+    root: str
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client.
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def postgres_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def start_postgres() -> Postgres:
+    """Start a PostgreSQL on a free loopback port; raise RuntimeError when it cannot run here."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed (make test installs it with apt)")
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise RuntimeError("no 'postgres' user to run PostgreSQL as") from exc
+    root = tempfile.mkdtemp(prefix="troop-pg-")
+    os.chown(root, user.pw_uid, user.pw_gid)
+    data = os.path.join(root, "data")
+    as_postgres = _as_user(user) if os.getuid() == 0 else None
+    subprocess.run([f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True, preexec_fn=as_postgres)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [f"{bindir}/postgres", "-D", data, "-k", root, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "wb"), preexec_fn=as_postgres,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return Postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", proc, root)
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    log = open(os.path.join(root, "log"), errors="replace").read()[-2000:]
+    proc.kill()
+    raise RuntimeError(f"PostgreSQL did not start: {log}")
+
+
+def _as_user(user: pwd.struct_passwd):  # type: ignore[no-untyped-def]
+    def switch() -> None:
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+    return switch
