@@ -114,7 +114,7 @@ def test_scout_blacklist_refuses_on_the_scout(tmp_path: Path) -> None:
         f.start_scout("b1", env={"TROOP_BLACKLIST_FILE": str(blacklist)})
         f.start_scout("b2")
         f.wait_online(["b1", "b2"])
-        code, job = run_json(f, "cmd", "b1,b2", "--", "useradd", "--help")
+        _code, job = run_json(f, "cmd", "b1,b2", "--", "useradd", "--help")
         assert job["hosts"]["b1"]["state"] == "refused" and "scout" in job["hosts"]["b1"]["error"]
         assert job["hosts"]["b2"]["state"] != "refused"
     finally:

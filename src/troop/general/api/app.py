@@ -1,18 +1,20 @@
-"""The General's HTTP API: FastAPI app, error shapes, OpenAPI at /api/v1/openapi.json."""
+"""The General's HTTP API on Starlette: routes from the endpoint tables, errors as JSON,
+OpenAPI at /api/v1/openapi.json."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from troop import __version__
-from troop.general.api import jobs, keys, tokens
+from troop.general.api import jobs, keys, openapi, tokens
+from troop.general.api.endpoint import ApiError, Call, Endpoint
 from troop.general.auth import AuthError
 
 if TYPE_CHECKING:
@@ -21,39 +23,57 @@ if TYPE_CHECKING:
 log = logging.getLogger("troop.general.api")
 
 
-def create_app(general: General) -> FastAPI:
-    app = FastAPI(
-        title="Troop General API",
-        version=__version__,
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
-        redoc_url=None,
-        description="Run commands on many hosts. Every route needs `Authorization: Bearer TOKEN`.",
+async def health(call: Call) -> Any:
+    return {"ok": True, "version": __version__, "scouts": len(call.general.hub.online)}
+
+
+ENDPOINTS: list[Endpoint] = [
+    *jobs.ENDPOINTS,
+    *keys.ENDPOINTS,
+    *tokens.ENDPOINTS,
+    Endpoint("GET", "/api/v1/health", health, "Liveness (no token needed)", "health", role=None),
+]
+
+_DOCS = """<!doctype html><html><head><title>Troop API</title></head><body>
+<p>The OpenAPI document is at <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>;
+docs/api.md in the source tree describes every route.</p></body></html>"""
+
+
+def create_app(general: General | None) -> Starlette:
+    spec = openapi.build(ENDPOINTS)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(_DOCS)
+
+    routes = [ep.route() for ep in ENDPOINTS]
+    routes += [Route("/api/v1/openapi.json", openapi_json), Route("/api/v1/docs", docs)]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: _error,
+            AuthError: _error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
     )
     app.state.general = general
-    app.include_router(jobs.router)
-    app.include_router(keys.router)
-    app.include_router(tokens.router)
-
-    @app.get("/api/v1/health", tags=["health"], summary="Liveness (no token needed)")
-    async def health() -> dict[str, Any]:
-        return {"ok": True, "version": __version__, "scouts": len(general.hub.online)}
-
-    @app.exception_handler(AuthError)
-    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse({"error": "; ".join(problems), "detail": jsonable_encoder(exc.errors())}, status_code=422)
-
     return app
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError | AuthError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    return JSONResponse({"error": "internal error; the General's log has the details"}, status_code=500)

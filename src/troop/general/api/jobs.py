@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse, StreamingResponse
 
-from troop.general.api.deps import OperatorCaller, ViewerCaller, general
+from troop.general.api.endpoint import ApiError, Call, Endpoint, QueryParam
 from troop.general.jobs import TargetNotAllowed
 from troop.general.targeting import Target, TargetError
 from troop.protocol import messages
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 MAX_WAIT = 3600.0
+WAIT = QueryParam("wait", float, "Seconds to wait for the job to end before answering.", None, 0, MAX_WAIT)
 
 
 class TargetIn(BaseModel):
@@ -45,14 +44,9 @@ class JobIn(BaseModel):
     command: CommandIn | None = None
 
 
-@router.post("", status_code=201, summary="Submit a job")
-async def submit(
-    body: JobIn,
-    request: Request,
-    caller: OperatorCaller,
-    wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None,
-) -> JSONResponse:
-    gen = general(request)
+async def submit_job(call: Call) -> Any:
+    body: JobIn = call.body
+    gen, caller = call.general, call.caller
     command = _command(body, gen.settings.max_output)
     target = Target(hosts=body.target.hosts, os=body.target.os, tags=body.target.tags, one=body.target.one)
     try:
@@ -65,12 +59,9 @@ async def submit(
             command=command,
             allowed=caller.targets,
         )
-    except TargetError as exc:
+    except (TargetError, TargetNotAllowed) as exc:
         await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
-        raise HTTPException(404, str(exc)) from exc
-    except TargetNotAllowed as exc:
-        await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
-        raise HTTPException(403, str(exc)) from exc
+        raise ApiError(404 if isinstance(exc, TargetError) else 403, str(exc)) from exc
     await gen.store.audit(
         caller.name,
         f"job.{body.kind}",
@@ -78,10 +69,10 @@ async def submit(
         True,
         {"job": job.id, "hosts": len(job.hosts), "args": job.args},
     )
-    if wait is not None:
-        await gen.jobs.wait(job, wait)
+    if call.query["wait"] is not None:
+        await gen.jobs.wait(job, call.query["wait"])
         return JSONResponse(job.to_json(), status_code=201)
-    return JSONResponse({"job": job.id, "hosts": sorted(job.hosts), "state": job.state}, status_code=201)
+    return {"job": job.id, "hosts": sorted(job.hosts), "state": job.state}
 
 
 def _command(body: JobIn, cap: int) -> messages.Command | None:
@@ -89,9 +80,9 @@ def _command(body: JobIn, cap: int) -> messages.Command | None:
         return None
     c = body.command
     if c is None or (not c.argv and not c.shell):
-        raise HTTPException(422, "command: give argv or shell for a cmd job")
+        raise ApiError(422, "command: give argv or shell for a cmd job")
     if c.argv and c.shell:
-        raise HTTPException(422, "command: give argv or shell, not both")
+        raise ApiError(422, "command: give argv or shell, not both")
     return messages.Command(
         argv=c.argv,
         shell=c.shell,
@@ -101,32 +92,23 @@ def _command(body: JobIn, cap: int) -> messages.Command | None:
     )
 
 
-@router.get("", summary="List recent jobs, newest first")
-async def list_jobs(
-    request: Request, caller: ViewerCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 50
-) -> dict[str, Any]:
-    return {"jobs": await general(request).jobs.list(limit)}
+async def list_jobs(call: Call) -> Any:
+    return {"jobs": await call.general.jobs.list(int(call.query["limit"]))}
 
 
-@router.get("/{job_id}", summary="A job and every host's result; ?wait=SECONDS waits for it to end")
-async def show(
-    job_id: str, request: Request, caller: ViewerCaller, wait: Annotated[float | None, Query(ge=0, le=MAX_WAIT)] = None
-) -> dict[str, Any]:
-    gen = general(request)
-    job = await gen.jobs.get(job_id)
+async def show_job(call: Call) -> Any:
+    job = await call.general.jobs.get(call.path("job_id"))
     if job is None:
-        raise HTTPException(404, f"no job {job_id[:64]!r}")
-    if wait:
-        await gen.jobs.wait(job, wait)
+        raise ApiError(404, f"no job {call.path('job_id')[:64]!r}")
+    if call.query["wait"]:
+        await call.general.jobs.wait(job, call.query["wait"])
     return job.to_json()
 
 
-@router.get("/{job_id}/events", summary="Newline-delimited JSON events until the job ends")
-async def events(job_id: str, request: Request, caller: ViewerCaller) -> StreamingResponse:
-    gen = general(request)
-    job = await gen.jobs.get(job_id)
+async def job_events(call: Call) -> Any:
+    job = await call.general.jobs.get(call.path("job_id"))
     if job is None:
-        raise HTTPException(404, f"no job {job_id[:64]!r}")
+        raise ApiError(404, f"no job {call.path('job_id')[:64]!r}")
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     job.watchers.add(queue)  # subscribe before the snapshot: no event falls between them
     snapshot, backlog = job.to_json(), list(job.backlog)
@@ -152,3 +134,35 @@ async def events(job_id: str, request: Request, caller: ViewerCaller) -> Streami
 
 def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/api/v1/jobs",
+        submit_job,
+        "Submit a job; ?wait=SECONDS answers with the finished job",
+        "jobs",
+        role="operator",
+        body=JobIn,
+        query=(WAIT,),
+        status=201,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/jobs",
+        list_jobs,
+        "List recent jobs, newest first",
+        "jobs",
+        query=(QueryParam("limit", int, "How many jobs.", 50, 1, 1000),),
+    ),
+    Endpoint("GET", "/api/v1/jobs/{job_id}", show_job, "A job and every host's result", "jobs", query=(WAIT,)),
+    Endpoint(
+        "GET",
+        "/api/v1/jobs/{job_id}/events",
+        job_events,
+        "Newline-delimited JSON events until the job ends",
+        "jobs",
+        ndjson=True,
+    ),
+]

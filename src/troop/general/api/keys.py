@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from troop.general.api.deps import AdminCaller, ViewerCaller, general
+from troop.general.api.endpoint import ApiError, Call, Endpoint
 
-router = APIRouter(prefix="/api/v1", tags=["keys"])
+ACTIONS = ("accept", "reject", "delete")
 
 
 class KeyChange(BaseModel):
@@ -17,46 +16,33 @@ class KeyChange(BaseModel):
     all: bool = Field(False, description="Every pending host (accept, reject) or every host (delete).")
 
 
-@router.get("/keys", summary="Host names by key state")
-async def list_keys(
-    request: Request,
-    caller: ViewerCaller,
-) -> dict[str, list[str]]:
-    return general(request).keys.lists()
+async def list_keys(call: Call) -> Any:
+    return call.general.keys.lists()
 
 
-@router.post("/keys/rotate", summary="Rotate the session key; every connected scout is re-keyed")
-async def rotate(
-    request: Request,
-    caller: AdminCaller,
-) -> dict[str, int]:
-    gen = general(request)
-    key_id = gen.hub.rotate("operator " + caller.name)
-    await gen.store.audit(caller.name, "key.rotate", "*", True, {"key_id": key_id})
+async def rotate_key(call: Call) -> Any:
+    gen = call.general
+    key_id = gen.hub.rotate("operator " + call.caller.name)
+    await gen.store.audit(call.caller.name, "key.rotate", "*", True, {"key_id": key_id})
     return {"key_id": key_id, "scouts": len(gen.hub.online)}
 
 
-@router.post("/keys/{action}", summary="Accept, reject or delete host keys")
-async def change(
-    action: Literal["accept", "reject", "delete"],
-    body: KeyChange,
-    request: Request,
-    caller: AdminCaller,
-) -> dict[str, Any]:
-    gen = general(request)
-    names = gen.keys.names_for_all(action) if body.all else body.hosts
-    if not names and not body.all:
-        raise HTTPException(422, "hosts: name at least one host, or set all")
-    changed, errors = await gen.keys.change(action, names, caller.name)
-    return {"changed": changed, "errors": errors}
+def _changer(action: str):  # type: ignore[no-untyped-def]
+    async def change_keys(call: Call) -> Any:
+        body: KeyChange = call.body
+        gen = call.general
+        names = gen.keys.names_for_all(action) if body.all else body.hosts
+        if not names and not body.all:
+            raise ApiError(422, "hosts: name at least one host, or set all")
+        changed, errors = await gen.keys.change(action, names, call.caller.name)
+        return {"changed": changed, "errors": errors}
+
+    change_keys.__name__ = f"{action}_keys"
+    return change_keys
 
 
-@router.get("/hosts", summary="Every known host with its facts and whether it is online")
-async def hosts(
-    request: Request,
-    caller: ViewerCaller,
-) -> dict[str, Any]:
-    gen = general(request)
+async def list_hosts(call: Call) -> Any:
+    gen = call.general
     out = []
     for row in sorted(gen.keys.hosts.values(), key=lambda r: r.hostname):
         out.append(
@@ -74,3 +60,29 @@ async def hosts(
             }
         )
     return {"hosts": out}
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/keys", list_keys, "Host names by key state", "keys"),
+    Endpoint(
+        "POST",
+        "/api/v1/keys/rotate",
+        rotate_key,
+        "Rotate the session key; connected scouts are re-keyed",
+        "keys",
+        role="admin",
+    ),
+    *[
+        Endpoint(
+            "POST",
+            f"/api/v1/keys/{action}",
+            _changer(action),
+            f"{action.capitalize()} host keys",
+            "keys",
+            role="admin",
+            body=KeyChange,
+        )
+        for action in ACTIONS
+    ],
+    Endpoint("GET", "/api/v1/hosts", list_hosts, "Every known host with its facts and whether it is online", "hosts"),
+]

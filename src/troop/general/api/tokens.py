@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from troop.general.api.deps import AdminCaller, general
-
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+from troop.general.api.endpoint import ApiError, Call, Endpoint
 
 
 class TokenIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Literal["admin", "operator", "viewer"]
-    expires_in: float | None = Field(None, gt=0, description="Seconds until the token stops working.")
+    expires_in: float | None = Field(None, gt=0, allow_inf_nan=False, description="Seconds until it stops working.")
     targets: list[str] | None = Field(None, max_length=256, description="Host globs this token may target.")
 
 
@@ -23,28 +20,20 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@router.post("", status_code=201, summary="Create a token (shown once)")
-async def create(
-    body: TokenIn,
-    request: Request,
-    caller: AdminCaller,
-) -> dict[str, Any]:
-    gen = general(request)
+async def create_token(call: Call) -> Any:
+    body: TokenIn = call.body
+    gen = call.general
     if any(t.name == body.name for t in await gen.store.list_tokens()):
-        raise HTTPException(409, f"a token named {body.name!r} exists")
+        raise ApiError(409, f"a token named {body.name!r} exists")
     token, row = await gen.tokens.create(
-        body.name, body.role, actor=caller.name, expires_in=body.expires_in, targets=body.targets
+        body.name, body.role, actor=call.caller.name, expires_in=body.expires_in, targets=body.targets
     )
-    await gen.store.audit(caller.name, "token.create", body.name, True, {"role": body.role, "id": row.id})
+    await gen.store.audit(call.caller.name, "token.create", body.name, True, {"role": body.role, "id": row.id})
     return {"id": row.id, "name": row.name, "role": row.role, "token": token, "expires_at": _iso(row.expires_at)}
 
 
-@router.get("", summary="List tokens (never their secret)")
-async def list_tokens(
-    request: Request,
-    caller: AdminCaller,
-) -> dict[str, Any]:
-    rows = await general(request).store.list_tokens()
+async def list_tokens(call: Call) -> Any:
+    rows = await call.general.store.list_tokens()
     return {
         "tokens": [
             {
@@ -62,15 +51,26 @@ async def list_tokens(
     }
 
 
-@router.delete("/{id_or_name}", summary="Revoke a token")
-async def revoke(
-    id_or_name: str,
-    request: Request,
-    caller: AdminCaller,
-) -> dict[str, str]:
-    gen = general(request)
-    row = await gen.tokens.revoke(id_or_name)
-    await gen.store.audit(caller.name, "token.revoke", id_or_name, row is not None, None)
+async def revoke_token(call: Call) -> Any:
+    gen, name = call.general, call.path("id_or_name")
+    row = await gen.tokens.revoke(name)
+    await gen.store.audit(call.caller.name, "token.revoke", name, row is not None, None)
     if row is None:
-        raise HTTPException(404, f"no active token {id_or_name[:64]!r}")
+        raise ApiError(404, f"no active token {name[:64]!r}")
     return {"revoked": row.id}
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/api/v1/tokens",
+        create_token,
+        "Create a token (shown once)",
+        "tokens",
+        role="admin",
+        body=TokenIn,
+        status=201,
+    ),
+    Endpoint("GET", "/api/v1/tokens", list_tokens, "List tokens (never their secret)", "tokens", role="admin"),
+    Endpoint("DELETE", "/api/v1/tokens/{id_or_name}", revoke_token, "Revoke a token", "tokens", role="admin"),
+]
