@@ -17,13 +17,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from troop.filemanager.settings import FileManagerSettings
 from troop.general.settings import GeneralSettings
 from troop.scout.settings import ScoutSettings
 from troop.settings import describe
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 ENV_PREFIX = "TROOP_"
-COMPONENTS: dict[str, type[Any]] = {"general": GeneralSettings, "scout": ScoutSettings}
+COMPONENTS: dict[str, type[Any]] = {
+    "general": GeneralSettings,
+    "scout": ScoutSettings,
+    "filemanager": FileManagerSettings,
+}
 _PATH_REPR = re.compile(r"^\w*Path\((.*)\)$")
 
 

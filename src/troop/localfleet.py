@@ -33,6 +33,7 @@ class Fleet:
     root: Path
     api_port: int = 0
     scout_port: int = 0
+    files_port: int = 0
     general: subprocess.Popen[bytes] | None = None
     scouts: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -41,6 +42,7 @@ class Fleet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.api_port = self.api_port or free_port()
         self.scout_port = self.scout_port or free_port()
+        self.files_port = self.files_port or free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
 
     @property
@@ -68,7 +70,8 @@ class Fleet:
             *extra,
         ]
         log = (self.root / "general.log").open("ab")
-        self.general = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        env = {"TROOP_FILEMANAGER_LISTEN": f"127.0.0.1:{self.files_port}", **self.env}
+        self.general = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         self._wait(lambda: self._healthy(), wait, "the General to answer")
 
     def start_scout(

@@ -13,7 +13,8 @@ class _LineFormatter(logging.Formatter):
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         fields = getattr(record, "fields", None) or {}
         extra = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
-        line = f"{ts}.{int(record.msecs):03d}Z {record.levelname.lower()} {record.name} {record.getMessage()}"
+        message = record.getMessage().replace("\n", " | ")  # one event, one line
+        line = f"{ts}.{int(record.msecs):03d}Z {record.levelname.lower()} {record.name} {message}"
         if extra:
             line += " " + extra
         if record.exc_info:

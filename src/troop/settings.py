@@ -20,11 +20,22 @@ from troop.errors import ConfigError
 T = TypeVar("T")
 
 
-def setting(default: Any, doc: str) -> Any:
-    """A dataclass field with its documentation next to it."""
+def setting(default: Any, doc: str, *, minimum: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with its documentation and its allowed values next to it."""
+    meta = {"doc": doc, "minimum": minimum, "choices": choices}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check(obj: Any) -> None:
+    """Raise ConfigError naming the first setting outside its allowed values."""
+    for f in dataclasses.fields(obj):
+        value, minimum, choices = getattr(obj, f.name), f.metadata.get("minimum"), f.metadata.get("choices")
+        if minimum is not None and isinstance(value, int | float) and not value >= minimum:
+            raise ConfigError(f"setting {f.name!r}: {value!r} is below the minimum {minimum:g}")
+        if choices and value not in choices:
+            raise ConfigError(f"setting {f.name!r}: {value!r} is not one of {', '.join(choices)}")
 
 
 def load(
@@ -51,7 +62,9 @@ def load(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
-    return cls(**{name: _coerce(name, hints[name], v) for name, v in values.items()})
+    obj = cls(**{name: _coerce(name, hints[name], v) for name, v in values.items()})
+    check(obj)
+    return obj
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def test_importing_the_cli_loads_no_http_and_no_server_code() -> None:
         "import sys, troop.cli.main\n"
         "heavy = ('http.client', 'email', 'ssl', 'troop.protocol', 'troop.general',\n"
         "         'troop.scout', 'troop.store', 'troop.cli.api', 'typer', 'rich', 'httpx',\n"
-        "         'typing', 'dataclasses', 'inspect')\n"
+        "         'typing', 'dataclasses', 'inspect', 'hashlib', 'base64',\n"
+        "         'troop.cli.commands_files', 'troop.cli.render_files')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     proc = run_python(code)
@@ -38,7 +39,8 @@ def test_running_a_command_loads_no_server_code() -> None:
         "from troop.cli.main import main\n"
         "main(['--url', 'http://127.0.0.1:9', '--token', 't', 'ping', '*'])\n"
         "print(sorted(m for m in sys.modules if m.startswith(('troop.protocol',\n"
-        "    'troop.general', 'troop.scout', 'troop.store', 'troop.bus'))))\n"
+        "    'troop.general', 'troop.scout', 'troop.store', 'troop.bus', 'troop.filemanager',\n"
+        "    'troop.cli.commands_files', 'troop.cli.render_files', 'hashlib'))))\n"
     )
     proc = run_python(code)
     assert proc.stdout.strip() == "[]"
@@ -52,5 +54,5 @@ def test_help_through_python_dash_m() -> None:
     )
     assert proc.returncode == 0
     assert "usage: troop" in proc.stdout
-    for command in ("ping", "cmd", "job", "key", "token", "host"):
+    for command in ("ping", "cmd", "job", "file", "key", "token", "host"):
         assert command in proc.stdout

@@ -111,7 +111,7 @@ def token(name: str, **kw: Any) -> TokenRow:
 
 
 async def test_open_migrates_to_head(store: Store) -> None:
-    assert await current_revision(store._engine) == head_revision() == "0001"
+    assert await current_revision(store._engine) == head_revision() == "0002"
     await store.ping()
 
 
@@ -524,3 +524,20 @@ async def test_ping_raises_when_database_is_down() -> None:
             await s.ping()
     finally:
         await s.close()
+
+
+async def test_blob_references_follow_their_jobs(store: Store) -> None:
+    await store.add_blob("a" * 64, 21, at(0))
+    await store.add_blob("b" * 64, 30000, at(0))
+    await store.create_job(job("j1"), job_hosts("j1", ["web1"]))
+    await store.link_blob("j1", "a" * 64)
+    await store.link_blob("j1", "a" * 64)  # twice is once
+    assert await store.get_blob_size("a" * 64) == 21
+    # b is not used by any job: an orphan once its grace period is over, not before.
+    assert await store.orphan_blobs(at(-1)) == []
+    assert await store.orphan_blobs(at(1)) == ["b" * 64]
+    await store.finish_job("j1", at(2))
+    await store.prune_jobs(at(10), keep_max=0)
+    assert sorted(await store.orphan_blobs(at(1))) == ["a" * 64, "b" * 64]
+    await store.delete_blob("a" * 64)
+    assert await store.get_blob_size("a" * 64) is None

@@ -8,6 +8,7 @@ Standard library only, imported late (see troop.cli.main for why).  One job per 
     api             HTTP client (http.client + json), NDJSON event stream
     follow          following a job's events to the end
     render          per-host blocks, summary line, exit status; ANSI colour
+    render_files    per-host blocks of file jobs (push, read, ls)
     console         stdout/stderr writes and the progress bar
     tables          listings and timestamps
     commands_*      one module per command group

@@ -16,13 +16,17 @@ from troop.cli.errors import ApiError, UnreachableError, UsageError
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from typing import Any
+    from collections.abc import Iterator, Mapping
+    from typing import Any, BinaryIO
 
     JsonObj = dict[str, Any]
 
 # Plain calls answer quickly; long-polls get their wait on top of this.
 REQUEST_TIMEOUT = 30.0
+# An upload's answer may wait for the General to finish writing a large file.
+UPLOAD_TIMEOUT = 120.0
+# Bytes per read (and per send) when streaming an upload from disk.
+UPLOAD_BLOCK = 256 * 1024
 
 
 class ApiClient:
@@ -53,11 +57,37 @@ class ApiClient:
     def delete(self, path: str) -> JsonObj:
         return self.request("DELETE", path)
 
+    def exists(self, path: str) -> bool:
+        """HEAD `path`: True on 2xx, False on 404; any other error raises as usual."""
+        try:
+            conn, _ = self._open("HEAD", path, None, REQUEST_TIMEOUT)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        conn.close()
+        return True
+
+    def put_stream(
+        self, path: str, stream: BinaryIO, size: int, headers: Mapping[str, str], *,
+        timeout: float = UPLOAD_TIMEOUT,
+    ) -> JsonObj:
+        """PUT exactly `size` bytes read from `stream` (at its current position), streamed.
+
+        The body is never held in memory: http.client reads it UPLOAD_BLOCK bytes at a time
+        and sends each block before reading the next, under an explicit Content-Length.
+        """
+        return self._json(*self._open(
+            "PUT", path, None, timeout, upload=_Upload(stream, size), headers=headers
+        ))
+
     def request(
         self, method: str, path: str, body: JsonObj | None = None, *,
         timeout: float = REQUEST_TIMEOUT,
     ) -> JsonObj:
-        conn, resp = self._open(method, path, body, timeout)
+        return self._json(*self._open(method, path, body, timeout))
+
+    def _json(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> JsonObj:
         try:
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -100,27 +130,75 @@ class ApiClient:
             conn.close()
 
     def _open(
-        self, method: str, path: str, body: JsonObj | None, timeout: float | None
+        self, method: str, path: str, body: JsonObj | None, timeout: float | None, *,
+        upload: _Upload | None = None, headers: Mapping[str, str] | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=timeout)
-        headers = dict(self._headers)
-        payload = None
+        conn = cls(self._host, self._port, timeout=timeout, blocksize=UPLOAD_BLOCK)
+        all_headers = {**self._headers, **(headers or {})}
+        payload: bytes | _Upload | None = None
         if body is not None:
             payload = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+            all_headers["Content-Type"] = "application/json"
+        elif upload is not None:
+            payload = upload
+            all_headers["Content-Length"] = str(upload.size)  # never chunked: the size is known
+        opened = False
         try:
-            conn.request(method, self._prefix + path, body=payload, headers=headers)
-            resp = conn.getresponse()
+            try:
+                conn.request(method, self._prefix + path, body=payload, headers=all_headers)
+            except OSError as exc:
+                if upload is None:
+                    raise
+                # The General may refuse an upload before reading it all (413) and hang up;
+                # its answer can still be waiting in the socket, and says more than EPIPE.
+                resp = _early_answer(conn, exc)
+            else:
+                resp = conn.getresponse()
             if resp.status >= 400:
                 raise ApiError(resp.status, _error_message(resp.read(), resp.reason))
+            opened = True
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()
             raise UnreachableError(self.url, _reason(exc)) from exc
-        except ApiError:
-            conn.close()
-            raise
+        finally:
+            if not opened:
+                conn.close()
         return conn, resp
+
+
+class _Upload:
+    """A request body of exactly `size` bytes from an open binary file, read as it is sent.
+
+    http.client calls `read(blocksize)` until it gets b""; capping at `size` keeps the body
+    equal to the Content-Length even if the file grows meanwhile.  A file that shrinks would
+    leave the request short and the General waiting, so that is an error here.
+    """
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream = stream
+        self.size = size
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        want = self.left if n < 0 else min(n, self.left)
+        data = self.stream.read(want)
+        if not data:
+            raise UsageError("the file got shorter while it was being uploaded")
+        self.left -= len(data)
+        return data
+
+
+def _early_answer(conn: http.client.HTTPConnection, exc: OSError) -> http.client.HTTPResponse:
+    """The General's answer to a request whose body it stopped reading, or `exc` again."""
+    try:
+        resp = conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        raise exc from None
+    if resp.status < 400:
+        raise exc  # an upload cut short cannot have succeeded
+    return resp
 
 
 def quote(segment: object) -> str:

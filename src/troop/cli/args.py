@@ -31,9 +31,17 @@ DEFAULT_CMD_TIMEOUT = 60.0
 # A ping that waits a minute for one stuck host is useless; an answering scout replies in ms.
 DEFAULT_PING_TIMEOUT = 10.0
 DEFAULT_MAX_OUTPUT = 1 << 20
+# A push waits for every host to download the file; large files over slow links take time.
+DEFAULT_PUSH_TIMEOUT = 300.0
+DEFAULT_MAX_BYTES = 1 << 20
 ROLES = ("admin", "operator", "viewer")
 
 _EPILOG = """\
+examples:
+  troop cmd 'web*' -- uptime
+  troop file push 'web*' ./app.conf /etc/app.conf --mode 0644 --backup
+  troop file read db1 /etc/hostname
+
 TARGET is a comma-separated list of host names; globs are allowed ('*' is every host).
 It combines with --os, --tag (all must match) and --one (any one matching online host).
 
@@ -94,6 +102,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def octal_mode(text: str) -> str:
+    """`--mode`: 3 or 4 octal digits, passed on as typed (`644`, `0644`, `4755`)."""
+    if not 3 <= len(text) <= 4 or any(c not in "01234567" for c in text):
+        raise argparse.ArgumentTypeError(f"expected 3 or 4 octal digits such as 0644, got {text!r}")
+    return text
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
     # Leaves repeat these (hidden, SUPPRESS default) so `troop ping web1 --url X` works too
     # without overwriting a value given before the command.
@@ -127,7 +152,9 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _job_options(parser: argparse.ArgumentParser, default_timeout: float) -> None:
+def _job_options(
+    parser: argparse.ArgumentParser, default_timeout: float, *, stream: bool = True
+) -> None:
     group = parser.add_argument_group("target and job options (anywhere before --)")
     group.add_argument("--os", choices=("linux", "windows"), help="only hosts with this OS")
     group.add_argument(
@@ -143,9 +170,10 @@ def _job_options(parser: argparse.ArgumentParser, default_timeout: float) -> Non
     group.add_argument(
         "--async", dest="detach", action="store_true", help="print the job id and leave"
     )
-    group.add_argument(
-        "--stream", action="store_true", help="print output lines live, prefixed by host"
-    )
+    if stream:
+        group.add_argument(
+            "--stream", action="store_true", help="print output lines live, prefixed by host"
+        )
 
 
 def _add_job_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -183,6 +211,75 @@ def _add_job_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     listing = _leaf(actions, "list", "commands_jobs:run_job_list", "list recent jobs")
     listing.add_argument("--limit", type=_positive_int, default=20, metavar="N")
     _json_option(listing)
+
+
+_FILE_EPILOG = """\
+push:  hashes SRC, uploads it to the General unless the General already has it (same
+       sha256), then each host downloads it from the General's FileManager and writes DEST.
+read:  prints the file's text per host; binary files are summarised (use --json for the
+       bytes, base64-encoded).
+ls:    lists a directory per host, like `ls -l`.
+
+examples:
+  troop file push 'web*' ./app.conf /etc/app/app.conf --mode 0640 --owner app --makedirs
+  troop file read db1 /etc/hostname
+  troop file ls '*' --tag web /var/log --json
+
+exit status: 0 every targeted host succeeded, 1 some host did not, 2 usage or API error
+             (including a missing SRC, or a file over the General's upload limit).
+"""
+
+
+def _add_file_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    files = sub.add_parser(
+        "file", help="push, read or list files on hosts",
+        description="push, read or list files on hosts",
+        epilog=_FILE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = files.add_subparsers(dest="action", metavar="ACTION", required=True)
+    push = _leaf(
+        actions, "push", "commands_files:run_push", "copy a local file to hosts",
+        usage="troop file push TARGET SRC DEST [options]",
+    )
+    push.add_argument("target", metavar="TARGET")
+    push.add_argument("src", metavar="SRC", help="the local file (a regular file)")
+    push.add_argument("dest", metavar="DEST", help="where it goes on each host")
+    push.add_argument(
+        "--mode", type=octal_mode, metavar="MODE",
+        help="permissions, 3 or 4 octal digits such as 0644 (default: the host decides)",
+    )
+    push.add_argument("--owner", metavar="USER", help="owner of DEST")
+    push.add_argument("--group", metavar="GROUP", help="group of DEST")
+    push.add_argument(
+        "--makedirs", action="store_true", help="create DEST's missing parent directories"
+    )
+    push.add_argument(
+        "--backup", action="store_true", help="keep the file DEST replaces beside it"
+    )
+    push.add_argument(
+        "--force", action="store_true", help="rewrite DEST even when its content is the same"
+    )
+    _job_options(push, DEFAULT_PUSH_TIMEOUT, stream=False)
+
+    read = _leaf(
+        actions, "read", "commands_files:run_read", "print a file from hosts",
+        usage="troop file read TARGET PATH [options]",
+    )
+    read.add_argument("target", metavar="TARGET")
+    read.add_argument("path", metavar="PATH", help="the file on each host")
+    read.add_argument(
+        "--max-bytes", type=_byte_count, default=DEFAULT_MAX_BYTES, metavar="N",
+        help=f"refuse files larger than this (default {DEFAULT_MAX_BYTES})",
+    )
+    _job_options(read, DEFAULT_CMD_TIMEOUT, stream=False)
+
+    listing = _leaf(
+        actions, "ls", "commands_files:run_ls", "list a directory on hosts",
+        usage="troop file ls TARGET PATH [options]",
+    )
+    listing.add_argument("target", metavar="TARGET")
+    listing.add_argument("path", metavar="PATH", help="the directory on each host")
+    _job_options(listing, DEFAULT_CMD_TIMEOUT, stream=False)
 
 
 def _add_key_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -224,7 +321,7 @@ def _add_admin_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="troop",
-        description="Run commands on many servers through a Troop General.",
+        description="Run commands and push or read files on many servers through a Troop General.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -234,6 +331,7 @@ def build_parser() -> _Parser:
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     _add_job_commands(sub)
+    _add_file_commands(sub)
     _add_key_commands(sub)
     _add_admin_commands(sub)
     return parser

@@ -26,14 +26,19 @@ def _number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def job_body(ns: argparse.Namespace, kind: str) -> JsonObj:
-    """The POST /jobs body for ping or cmd, from parsed arguments."""
-    body: JsonObj = {
+def base_body(ns: argparse.Namespace, kind: str) -> JsonObj:
+    """The part of every POST /jobs body that comes from the target and job options."""
+    return {
         "kind": kind,
         "target": {"hosts": ns.target, "os": ns.os, "tags": list(ns.tag), "one": ns.one},
         "timeout": _number(ns.timeout),
-        "stream": ns.stream,
     }
+
+
+def job_body(ns: argparse.Namespace, kind: str) -> JsonObj:
+    """The POST /jobs body for ping or cmd, from parsed arguments."""
+    body = base_body(ns, kind)
+    body["stream"] = ns.stream
     if kind == "cmd":
         program = list(ns.program)
         body["command"] = {
@@ -55,25 +60,36 @@ def run_cmd(ns: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run_job(ns: argparse.Namespace, ctx: Context, body: JsonObj) -> int:
-    client, console = ctx.client(), ctx.console()
+    return submit(ctx.client(), ctx.console(), ns, body, live=ns.stream)
+
+
+def submit(
+    client: ApiClient, console: Console, ns: argparse.Namespace, body: JsonObj, *,
+    live: bool = False,
+) -> int:
+    """POST the job, then print its id (--async) or follow it to the end."""
     created = client.post("/jobs", body)
     job_id = created.get("job")
     if ns.detach:
         console.out(json.dumps({"job": job_id}) if ns.json else str(job_id))
         return 0
     return follow(
-        client, console, job_id, json_mode=ns.json, live=ns.stream,
-        idle_timeout=ns.timeout + STREAM_GRACE,
+        client, console, job_id, json_mode=ns.json, live=live,
+        idle_timeout=ns.timeout + STREAM_GRACE, kind=body.get("kind"),
     )
 
 
 def follow(
     client: ApiClient, console: Console, job_id: object, *,
-    json_mode: bool, live: bool, idle_timeout: float | None,
+    json_mode: bool, live: bool, idle_timeout: float | None, kind: str | None = None,
 ) -> int:
-    """Wait for the job, printing as hosts finish; Ctrl-C leaves the job running."""
+    """Wait for the job, printing as hosts finish; Ctrl-C leaves the job running.
+
+    `kind` picks how hosts are shown; without it, the job's own kind (from the stream) does.
+    """
     follower = JobFollower(
-        client, console, job_id, human=not json_mode, live=live, idle_timeout=idle_timeout
+        client, console, job_id, human=not json_mode, live=live, idle_timeout=idle_timeout,
+        kind=kind,
     )
     try:
         job = follower.run()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from troop.cli.api import REQUEST_TIMEOUT, quote
-from troop.cli.render import is_final, render_host
+from troop.cli.render import host_renderer, is_final
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
 if TYPE_CHECKING:
@@ -38,9 +38,10 @@ class JobFollower:
 
     def __init__(
         self, client: ApiClient, console: Console, job_id: object, *,
-        human: bool, live: bool, idle_timeout: float | None,
+        human: bool, live: bool, idle_timeout: float | None, kind: str | None = None,
     ) -> None:
         self.client = client
+        self.kind = kind
         self.console = console
         self.job_id = job_id
         self.human = human
@@ -125,7 +126,8 @@ class JobFollower:
             self.console.out(self._block(host, self.hosts[host]))
 
     def _block(self, host: str, result: JsonObj) -> str:
-        return render_host(
+        render = host_renderer(self.kind or self.job.get("kind"))
+        return render(
             host, result, self.console.out_style,
             width=self.width, output=host not in self._streamed,
         )

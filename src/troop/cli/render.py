@@ -8,10 +8,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, TextIO
 
     from troop.cli.api import JsonObj
+
+    # render_host's signature: (name, result, style, *, width=0, output=True) -> str
+    HostRenderer = Callable[..., str]
 
 FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "lost", "refused", "offline"})
 # Summary order: the good news first, then the ways a host can fall short.
@@ -31,7 +34,9 @@ NO_ANSWER = {
 }
 _STATE_WIDTH = max(len(s) for s in STATE_ORDER)
 
-_RED, _GREEN, _YELLOW, _BOLD, _DIM = "31", "32", "33", "1", "2"
+RED, GREEN, YELLOW, BOLD, DIM = "31", "32", "33", "1", "2"
+# Job kinds whose hosts render_files shows (their results carry `data`, not output).
+FILE_KINDS = frozenset({"file.push", "file.read", "file.ls"})
 # C0 controls except tab, and DEL: a remote host must not drive our operator's terminal.
 _CONTROL = {c: f"^{chr(c + 64)}" for c in range(32) if c != 9} | {127: "^?"}
 
@@ -69,16 +74,22 @@ def style_for(stream: TextIO, environ: Mapping[str, str]) -> Style:
 
 def state_color(state: str) -> str:
     if state == "succeeded":
-        return _GREEN
-    return _RED if state == "failed" else _YELLOW
+        return GREEN
+    return RED if state == "failed" else YELLOW
+
+
+def name_and_state(name: str, result: JsonObj, style: Style, width: int = 0) -> list[str]:
+    """The first two columns of every host line: the name (padded to `width`), the state."""
+    state = str(result.get("state") or "unknown")
+    return [
+        style.paint(style.remote(name), BOLD) + " " * (width - len(name)),
+        style.paint(state.ljust(_STATE_WIDTH), state_color(state)),
+    ]
 
 
 def host_header(name: str, result: JsonObj, style: Style, width: int = 0) -> str:
     state = str(result.get("state") or "unknown")
-    parts = [
-        style.paint(style.remote(name), _BOLD) + " " * (width - len(name)),
-        style.paint(state.ljust(_STATE_WIDTH), state_color(state)),
-    ]
+    parts = name_and_state(name, result, style, width)
     exit_code = result.get("exit_code")
     if exit_code is not None:
         parts.append(f"exit {exit_code}")
@@ -88,11 +99,12 @@ def host_header(name: str, result: JsonObj, style: Style, width: int = 0) -> str
     if isinstance(duration, int | float):
         parts.append(f"{duration:.3f}s")
     if result.get("late"):
-        parts.append(style.paint("(late)", _YELLOW))
+        parts.append(style.paint("(late)", YELLOW))
     return "  ".join(parts).rstrip()
 
 
-def _indented(text: str, style: Style, code: str | None = None) -> list[str]:
+def indented(text: str, style: Style, code: str | None = None) -> list[str]:
+    """Remote text as lines indented by two spaces, defused on a terminal."""
     lines = []
     for line in text.splitlines():
         shown = style.remote(line)
@@ -109,16 +121,16 @@ def render_host(
     """
     lines = [host_header(name, result, style, width)]
     if output:
-        lines += _indented(str(result.get("stdout") or ""), style)
+        lines += indented(str(result.get("stdout") or ""), style)
     if result.get("stdout_truncated"):
-        lines.append("  " + style.paint("(stdout truncated)", _DIM))
+        lines.append("  " + style.paint("(stdout truncated)", DIM))
     if output:
-        lines += _indented(str(result.get("stderr") or ""), style, _RED)
+        lines += indented(str(result.get("stderr") or ""), style, RED)
     if result.get("stderr_truncated"):
-        lines.append("  " + style.paint("(stderr truncated)", _DIM))
+        lines.append("  " + style.paint("(stderr truncated)", DIM))
     error = result.get("error")
     if error:
-        lines += _indented(f"error: {error}", style, _RED)
+        lines += indented(f"error: {error}", style, RED)
     return "\n".join(lines)
 
 
@@ -126,11 +138,21 @@ def name_width(hosts: Mapping[str, Any]) -> int:
     return max((len(h) for h in hosts), default=0)
 
 
+def host_renderer(kind: object) -> HostRenderer:
+    """How a host of a job of this kind is shown: render_host, or a file job's renderer."""
+    if kind in FILE_KINDS:
+        from troop.cli.render_files import RENDERERS  # only file jobs pay for it
+
+        return RENDERERS[str(kind)]
+    return render_host
+
+
 def render_job(job: JsonObj, style: Style) -> str:
     """Every host of a job, in name order."""
     hosts: Mapping[str, JsonObj] = job.get("hosts") or {}
     width = name_width(hosts)
-    return "\n".join(render_host(h, hosts[h], style, width=width) for h in sorted(hosts))
+    render = host_renderer(job.get("kind"))
+    return "\n".join(render(h, hosts[h], style, width=width) for h in sorted(hosts))
 
 
 def count_states(hosts: Mapping[str, JsonObj]) -> dict[str, int]:

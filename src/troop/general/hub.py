@@ -84,6 +84,8 @@ class ScoutHub:
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await session.serve()
+        except asyncio.CancelledError:
+            pass  # the General is stopping; the connection is closed below
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
@@ -134,6 +136,11 @@ class ScoutHub:
         session = self.online.get(hostname)
         return session is not None and session.send(msg)
 
+    def local_address(self, hostname: str) -> str:
+        """The address of this General that the scout dialled (what it can reach us on)."""
+        session = self.online.get(hostname)
+        return session.local_ip if session is not None else "127.0.0.1"
+
     def is_online(self, hostname: str) -> bool:
         return hostname in self.online
 
@@ -178,3 +185,7 @@ class ScoutHub:
                 else:
                     with contextlib.suppress(Exception):
                         session.send(beat)
+            try:
+                await self.keys.touch(list(self.online))
+            except Exception:
+                log.exception("could not record last_seen")

@@ -8,15 +8,18 @@ rows are committed, so nothing a caller has seen can be lost by a restart.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from troop import blacklist as blacklist_mod
+from troop.general.files import FileService
 from troop.general.hub import ScoutHub
 from troop.general.jobstate import FINAL_STATES, RESULT_STATES, HostState, Job
 from troop.general.keys import KeyRegistry
@@ -32,6 +35,20 @@ PRUNE_EVERY = 3600.0
 
 class TargetNotAllowed(Exception):
     pass
+
+
+@dataclass
+class JobRequest:
+    kind: str
+    target: Target
+    actor: str
+    timeout: float | None = None
+    stream: bool = False
+    command: messages.Command | None = None
+    args: dict[str, Any] = field(default_factory=dict)  # sent to every scout and stored with the job
+    host_args: Callable[[str], dict[str, Any]] | None = None  # per scout, never stored: may hold keys
+    blobs: list[str] = field(default_factory=list)  # FileManager blobs this job needs
+    allowed: list[str] | None = None  # host globs the caller's token is limited to
 
 
 def utcnow() -> datetime:
@@ -52,6 +69,7 @@ class JobManager:
         self._flush_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
+        self.files: FileService | None = None
         hub.events = self
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -83,35 +101,18 @@ class JobManager:
             log.info("closed a job left open by a restart", extra={"fields": {"job": job.id}})
 
     # ------------------------------------------------------------ submit
-    async def submit(
-        self,
-        kind: str,
-        target: Target,
-        *,
-        actor: str,
-        timeout: float | None = None,
-        stream: bool = False,
-        command: messages.Command | None = None,
-        args: dict[str, Any] | None = None,
-        allowed: list[str] | None = None,
-    ) -> Job:
-        names = resolve(target, self.keys.accepted(), self.hub.is_online)
-        if allowed is not None:
-            outside = [n for n in names if not name_matches(n, allowed)]
+    async def submit(self, req: JobRequest) -> Job:
+        names = resolve(req.target, list(self.keys.hosts.values()), self.hub.is_online)
+        if req.allowed is not None:
+            outside = [n for n in names if not name_matches(n, req.allowed)]
             if outside:
                 raise TargetNotAllowed(f"this token may not target {', '.join(outside[:5])}")
-        timeout = min(timeout or self.settings.default_timeout, self.settings.max_timeout)
+        timeout = min(req.timeout or self.settings.default_timeout, self.settings.max_timeout)
         job = Job(
-            id=_job_id(),
-            kind=kind,
-            target=_target_json(target),
-            args=_args_json(command, args),
-            timeout=timeout,
-            created_by=actor,
-            created_at=utcnow(),
-            stream=stream,
+            id=_job_id(), kind=req.kind, target=_target_json(req.target), args=_args_json(req.command, req.args),
+            timeout=timeout, created_by=req.actor, created_at=utcnow(), stream=req.stream,
         )
-        refused = self._refused_by_blacklist(command)
+        refused = self._refused_by_blacklist(req.command)
         for name in names:
             host = HostState(hostname=name, task_id=secrets.token_hex(10), state="sent")
             if refused:
@@ -121,8 +122,10 @@ class JobManager:
             job.hosts[name] = host
         now = utcnow()
         await self.store.create_job(job.to_row(), [h.to_row(job.id, now) for h in job.hosts.values()])
+        for sha in req.blobs:
+            await self.store.link_blob(job.id, sha)
         self.active[job.id] = job
-        self._dispatch(job, command, args or {})
+        self._dispatch(job, req)
         if job.all_final():
             await self._finish(job)
         else:
@@ -136,19 +139,15 @@ class JobManager:
         entry = blacklist_mod.check(self.hub.blacklist, command.argv or None, command.shell)
         return f"refused by the General's blacklist (entry {entry!r})" if entry else None
 
-    def _dispatch(self, job: Job, command: messages.Command | None, args: dict[str, Any]) -> None:
+    def _dispatch(self, job: Job, req: JobRequest) -> None:
         for host in job.hosts.values():
             if host.final:
                 continue
             self.by_task[host.task_id] = (job, host)
+            args = {**req.args, **req.host_args(host.hostname)} if req.host_args else req.args
             task = messages.Task(
-                task_id=host.task_id,
-                job_id=job.id,
-                kind=job.kind,
-                timeout=job.timeout,
-                stream=job.stream,
-                command=command,
-                args=args,
+                task_id=host.task_id, job_id=job.id, kind=job.kind, timeout=job.timeout,
+                stream=job.stream, command=req.command, args=args,
             )
             if not self.hub.send(host.hostname, task):
                 host.state, host.final, host.error = "offline", True, "scout disconnected before the task was sent"
@@ -210,7 +209,7 @@ class JobManager:
         host.stderr, host.stderr_truncated = msg.stderr[:cap], msg.stderr_truncated or len(msg.stderr) > cap
         host.error = msg.error if msg.state in RESULT_STATES else f"scout sent an unknown state {msg.state[:32]!r}"
         host.duration = msg.duration
-        host.data = dict(msg.data)
+        host.data = jsonable_data(msg.data)
         host.late = late
         host.final = host.has_result = True
 
@@ -234,6 +233,8 @@ class JobManager:
         for host in job.hosts.values():
             if host.final:
                 continue
+            # The job is over for the operator: a scout that wakes up later must not start it.
+            self.hub.send(host.hostname, messages.Cancel(task_id=host.task_id))
             if host.state == "sent":
                 host.error = f"no ack from the scout within {waited:g}s"
             else:
@@ -257,6 +258,8 @@ class JobManager:
 
     def _remember(self, job: Job) -> None:
         self.recent[job.id] = job
+        for host in job.hosts.values():  # a late result for a recent job updates it in memory
+            self.by_task.setdefault(host.task_id, (job, host))
         while len(self.recent) > RECENT_JOBS:
             _, old = self.recent.popitem(last=False)
             for host in old.hosts.values():
@@ -287,12 +290,19 @@ class JobManager:
 
     async def _pruner(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
-                cutoff = utcnow() - timedelta(days=self.settings.retention_days)
-                gone = await self.store.prune_jobs(cutoff, self.settings.retention_jobs)
-                if gone:
-                    log.info("pruned old jobs", extra={"fields": {"jobs": gone}})
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning old jobs failed; will try again")
             await asyncio.sleep(PRUNE_EVERY)
+
+    async def prune(self) -> None:
+        cutoff = utcnow() - timedelta(days=self.settings.retention_days)
+        gone = await self.store.prune_jobs(cutoff, self.settings.retention_jobs)
+        if gone:
+            log.info("pruned old jobs", extra={"fields": {"jobs": gone}})
+        if self.files is not None:
+            await self.files.collect()
 
     # ------------------------------------------------------------ reading
     async def get(self, job_id: str) -> Job | None:
@@ -324,6 +334,22 @@ class JobManager:
         return out
 
 
+def jsonable_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Result data as the store and the API keep it: bytes become base64 (and text if UTF-8)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, bytes):
+            out[f"{key}_base64"] = base64.b64encode(value).decode()
+            if key == "content":
+                try:
+                    out["text"] = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    out["text"] = None
+        else:
+            out[key] = value
+    return out
+
+
 def _job_id() -> str:
     # Sortable by time at a glance, unique by its random tail.
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
@@ -345,4 +371,4 @@ def _args_json(command: messages.Command | None, args: dict[str, Any] | None) ->
     return out
 
 
-__all__ = ["FINAL_STATES", "JobManager", "TargetNotAllowed"]
+__all__ = ["FINAL_STATES", "JobManager", "JobRequest", "TargetNotAllowed"]

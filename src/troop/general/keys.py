@@ -79,6 +79,16 @@ class KeyRegistry:
             self.hosts[hostname] = row
             await self.store.upsert_host(row)
 
+    async def touch(self, hostnames: list[str]) -> None:
+        """Record that these hosts are connected now (last_seen)."""
+        now = utcnow()
+        for name in hostnames:
+            row = self.hosts.get(name)
+            if row is not None:
+                row.last_seen = now
+        if hostnames:
+            await self.store.touch_hosts(hostnames, now)
+
     def lists(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {"accepted": [], "pending": [], "rejected": [], "denied": []}
         for row in self.hosts.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"troop-general: {exc}", file=sys.stderr)
         sys.exit(2)
+    # Keys, tokens and job output live in the data dir: nothing the General writes is for others.
+    os.umask(0o077)
     logs.setup(settings.log_level, settings.log_file)
     _use_uvloop()
     try:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
 
 from troop import blacklist as blacklist_mod
 from troop.errors import ConfigError
+from troop.filemanager.blobstore import BlobStore, sweep_forever
+from troop.filemanager.httpserve import HttpServer
+from troop.filemanager.signing import load_or_create_secret
 from troop.general.auth import TokenService
+from troop.general.files import FileService
 from troop.general.hub import ScoutHub
 from troop.general.identity import SessionKeys, load_or_create_keypair
 from troop.general.jobs import JobManager
@@ -34,8 +36,10 @@ class General:
         self.tokens: TokenService
         self.api_address: tuple[str, int] = ("", 0)
         self.scout_address: tuple[str, int] = ("", 0)
-        self._api_server: object | None = None
-        self._api_task: asyncio.Task[None] | None = None
+        self.files_address: tuple[str, int] = ("", 0)
+        self.files: FileService
+        self._servers: list[HttpServer] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._rotate_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -50,6 +54,7 @@ class General:
         self.jobs = JobManager(s, self.store, self.hub, self.keys)
         self.tokens = TokenService(self.store)
         await self.jobs.start()
+        await self._start_files()
         token_file = await self.tokens.ensure_admin(s.data_dir)
         if token_file is not None:
             log.info("first start: wrote an admin token", extra={"fields": {"file": str(token_file)}})
@@ -64,42 +69,40 @@ class General:
                 "fields": {
                     "api": f"{self.api_address[0]}:{self.api_address[1]}",
                     "scouts": f"{self.scout_address[0]}:{self.scout_address[1]}",
+                    "files": self.files.public_url or f"{self.files_address[0]}:{self.files_address[1]}",
                     "fingerprint": identity.public.fingerprint,
                     "store": _redact(s.store_url),
                 }
             },
         )
 
-    async def _start_api(self) -> None:
-        import uvicorn
+    async def _start_files(self) -> None:
+        s = self.settings
+        blobs = BlobStore(s.data_dir / "files", s.max_upload)
+        secret = load_or_create_secret(s.filemanager_secret_path)
+        fm_port = 0
+        if s.filemanager_listen:
+            from troop.filemanager.app import create_app as create_fm_app
 
+            fm = HttpServer(create_fm_app(blobs, secret, None), s.filemanager_listen, 6859)
+            await fm.start()
+            self._servers.append(fm)
+            self.files_address = fm.address
+            fm_port = fm.address[1]
+        elif not s.filemanager_url:
+            raise ConfigError("set filemanager_url when filemanager_listen is empty")
+        self.files = FileService(self.store, blobs, secret, s.filemanager_url, fm_port)
+        self._tasks.append(asyncio.create_task(sweep_forever(blobs)))  # abandoned partial uploads
+        self.jobs.files = self.files
+
+    async def _start_api(self) -> None:
         from troop.general.api.app import create_app
 
-        host, port = parse_hostport(self.settings.api_listen, 6858)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-        self.api_address = sock.getsockname()[:2]
-        config = uvicorn.Config(
-            create_app(self),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=self.settings.tls_cert or None,
-            ssl_keyfile=self.settings.tls_key or None,
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        # The General owns SIGTERM/SIGINT and stops the API itself, in order.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._api_server = server
-        self._api_task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not self._api_task.done():  # noqa: ASYNC110 - uvicorn has no started event
-            await asyncio.sleep(0.005)
-        if self._api_task.done():
-            self._api_task.result()
+        api = HttpServer(create_app(self), self.settings.api_listen, 6858,
+                         cert=self.settings.tls_cert, key=self.settings.tls_key)
+        await api.start()
+        self._servers.insert(0, api)
+        self.api_address = api.address
 
     async def _rotate_loop(self) -> None:
         while True:
@@ -110,11 +113,10 @@ class General:
         """Stop taking work, let in-flight writes land, close the store."""
         if self._rotate_task is not None:
             self._rotate_task.cancel()
-        if self._api_server is not None:
-            self._api_server.should_exit = True  # type: ignore[attr-defined]
-        if self._api_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._api_task, 3)
+        for task in self._tasks:
+            task.cancel()
+        for server in self._servers:
+            await server.stop()
         await self.hub.stop()
         await self.jobs.stop()
         await self.store.close()

@@ -9,6 +9,7 @@ is affected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ class ScoutSession:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        local = writer.get_extra_info("sockname")
+        self.local_ip = str(local[0]) if isinstance(local, tuple) else "127.0.0.1"
         self.hostname = ""
         self.decoder = FrameDecoder(hub.settings.max_frame)
         self.channel: SealedChannel | None = None
@@ -133,9 +136,15 @@ class ScoutSession:
         self.hub.pending[self.hostname] = self
         reader: asyncio.Future[Any] = asyncio.ensure_future(self.read_frame())
         waiting: set[asyncio.Future[Any]] = {self.decision, reader}
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not reader.done():
+                reader.cancel()
+            # Let the read unwind (and its outcome be taken) before anyone reads this connection again.
+            with contextlib.suppress(asyncio.CancelledError, SessionClosed, ConnectionError, ProtocolError):
+                await reader
         if self.decision in done:
-            reader.cancel()
             return self.decision.result()
         reader.result()  # raises SessionClosed when the scout hung up
         raise HandshakeError("a pending scout may not send anything")

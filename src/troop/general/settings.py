@@ -25,36 +25,55 @@ class GeneralSettings:
         False, "Accept every new scout key at once. Off by default: new scouts wait as pending for `troop key accept`."
     )
     store: str = setting("", "SQLAlchemy URL of the store. Empty: sqlite+aiosqlite:///DATA_DIR/troop.db.")
+    filemanager_listen: str = setting(
+        "0.0.0.0:6859", "HOST:PORT of the in-process FileManager that scouts download from. Empty: none."
+    )
+    filemanager_url: str = setting(
+        "", "Base URL scouts download files from. Empty: http://ADDRESS-THE-SCOUT-DIALLED:FILEMANAGER-PORT."
+    )
+    filemanager_secret_file: str = setting(
+        "", "Secret that signs download URLs and seals file streams. Empty: DATA_DIR/filemanager.key."
+    )
+    max_upload: int = setting(4 * 1024**3, "Largest file accepted for upload, in bytes; more gets 413.", minimum=1)
+    max_read: int = setting(4 * 1024 * 1024, "Largest --max-bytes a file read may ask for, in bytes.", minimum=0)
     bus: str = setting("", "URL of the bus between Generals (nats://...). Empty: in-process, for a lone General.")
     blacklist_file: str = setting(
         "",
         "File of blacklisted commands, one per line. Empty: DATA_DIR/blacklist, made with the defaults on first start.",
     )
-    heartbeat: float = setting(15.0, "Seconds between heartbeats on each scout connection; three missed ones close it.")
+    heartbeat: float = setting(
+        15.0, "Seconds between heartbeats on each scout connection; three missed ones close it.", minimum=0.1
+    )
     grace: float = setting(
-        5.0, "Seconds a job waits past its timeout for results before naming hosts timed_out or no ack."
+        5.0, "Seconds a job waits past its timeout for results before naming hosts timed_out or no ack.", minimum=0
     )
-    default_timeout: float = setting(60.0, "Job timeout in seconds when the caller gives none.")
-    max_timeout: float = setting(86400.0, "Largest job timeout a caller may ask for, in seconds.")
+    default_timeout: float = setting(60.0, "Job timeout in seconds when the caller gives none.", minimum=0.001)
+    max_timeout: float = setting(86400.0, "Largest job timeout a caller may ask for, in seconds.", minimum=0.001)
     max_output: int = setting(
-        1024 * 1024, "Largest stdout and stderr kept per host and stream, in bytes; more is truncated and flagged."
+        1024 * 1024,
+        "Largest stdout and stderr kept per host and stream, in bytes; more is truncated and flagged.",
+        minimum=0,
     )
-    retention_days: float = setting(30.0, "Finished jobs older than this many days are pruned.")
-    retention_jobs: int = setting(10000, "At most this many finished jobs are kept; the oldest go first.")
+    retention_days: float = setting(30.0, "Finished jobs older than this many days are pruned.", minimum=0)
+    retention_jobs: int = setting(10000, "At most this many finished jobs are kept; the oldest go first.", minimum=0)
     rotate_interval: float = setting(
-        86400.0, "Seconds between automatic rotations of the session key; 0 turns the schedule off."
+        86400.0, "Seconds between automatic rotations of the session key; 0 turns the schedule off.", minimum=0
     )
-    key_bits: int = setting(3072, "Size of the General's RSA key when it is first generated.")
-    max_frame: int = setting(8 * 1024 * 1024, "Largest frame accepted on the scout port, in bytes.")
-    handshake_timeout: float = setting(10.0, "Seconds a new scout connection has to finish its handshake.")
+    key_bits: int = setting(3072, "Size of the General's RSA key when it is first generated.", minimum=2048)
+    max_frame: int = setting(8 * 1024 * 1024, "Largest frame accepted on the scout port, in bytes.", minimum=65536)
+    handshake_timeout: float = setting(10.0, "Seconds a new scout connection has to finish its handshake.", minimum=0.1)
     tls_cert: str = setting("", "PEM certificate for HTTPS on the API; with tls_key.")
     tls_key: str = setting("", "PEM private key for HTTPS on the API.")
-    log_level: str = setting("info", "debug, info, warning or error.")
+    log_level: str = setting("info", "debug, info, warning or error.", choices=("debug", "info", "warning", "error"))
     log_file: str = setting("", "Log file; empty logs to stderr.")
 
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'troop.db'}"
+
+    @property
+    def filemanager_secret_path(self) -> Path:
+        return Path(self.filemanager_secret_file) if self.filemanager_secret_file else self.data_dir / "filemanager.key"
 
     @property
     def blacklist_path(self) -> Path:

@@ -45,14 +45,20 @@ def name_matches(name: str, pats: Iterable[str]) -> bool:
 
 
 def resolve(target: Target, hosts: Iterable[HostRow], is_online: Callable[[str], bool]) -> list[str]:
+    """Host names the target selects among accepted hosts; `hosts` may hold every known host."""
     pats = patterns(target.hosts)
     if not pats:
         raise TargetError("empty target: give host names, globs or '*'")
     hosts = list(hosts)
-    known = {h.hostname for h in hosts}
-    unknown = [p for p in pats if not any(c in p for c in "*?[") and p not in known]
+    known = {h.hostname: h.state for h in hosts}
+    literal = [p for p in pats if not any(c in p for c in "*?[")]
+    unknown = [p for p in literal if p not in known]
     if unknown:
         raise TargetError(f"unknown host(s): {', '.join(unknown)}")
+    waiting = [f"{p} ({known[p]})" for p in literal if known[p] != "accepted"]
+    if waiting:
+        raise TargetError(f"host(s) not accepted: {', '.join(waiting)}")
+    hosts = [h for h in hosts if h.state == "accepted"]
     wanted_os = target.os.lower() if target.os else None
     tags = set(target.tags)
     matched = sorted(

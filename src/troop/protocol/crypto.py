@@ -120,6 +120,10 @@ class SessionCipher:
         nonce = os.urandom(NONCE_SIZE)
         return nonce, self._aead.encrypt(nonce, plaintext, aad)
 
+    def seal_with_nonce(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """For callers whose nonces are unique by construction (one key, one stream)."""
+        return self._aead.encrypt(nonce, plaintext, aad)
+
     def open(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         try:
             return self._aead.decrypt(nonce, ciphertext, aad)

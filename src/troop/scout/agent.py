@@ -67,7 +67,8 @@ class Agent:
         self.keypair = keypair
         self.hostname = settings.hostname
         self.pin = GeneralPin(settings.data_dir, settings.general_fingerprint)
-        self.runner = TaskRunner(settings.max_concurrency, local_blacklist)
+        protected = [] if settings.allow_data_dir else [str(settings.data_dir.resolve())]
+        self.runner = TaskRunner(settings.max_concurrency, local_blacklist, protected=protected)
         self.backoff = Backoff(settings.reconnect_min, settings.reconnect_max)
         self.addresses = [parse_hostport(a, 6954) for a in settings.general]
         self.state = "starting"
@@ -160,7 +161,8 @@ class Agent:
                 self.runner.cancel(msg.task_id)
             elif isinstance(msg, messages.ConfigUpdate):
                 self.runner.general_blacklist = list(msg.blacklist)
-            await conn.writer.drain()
+            # No await between buffered frames: a Task and the Cancel right behind it (a scout
+            # that was frozen past the deadline) are handled before the task can start.
 
     async def _heartbeat(self, conn: Connection, interval: float) -> None:
         while True:

@@ -46,7 +46,9 @@ class GeneralPin:
             write_private_file(self.path, fingerprint.encode() + b"\n")
             log.info("pinned the General key %s (first contact)", fingerprint)
         elif expected != fingerprint:
-            raise PinError(
-                f"the General's key changed: pinned {expected}, offered {fingerprint}; "
-                f"refusing it (delete {self.path} only if you replaced the General on purpose)"
+            fix = (
+                "set general_fingerprint to the new key only if you replaced the General on purpose"
+                if self.configured
+                else f"delete {self.path} only if you replaced the General on purpose"
             )
+            raise PinError(f"the General's key changed: pinned {expected}, offered {fingerprint}; refusing it ({fix})")

@@ -242,3 +242,130 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- files (file.push, .read, .ls)
+
+WINDOWS_DRIVE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def read_flags(os_name: str | None = None) -> int:
+    """os.open flags to read an existing file for a file task.
+
+    POSIX: O_NOFOLLOW, so a symlink planted at the last component is refused (ELOOP), not
+    followed; O_NONBLOCK, so opening a FIFO cannot hang the task waiting for a writer (it
+    has no effect on regular files). Windows: O_BINARY, or the C runtime translates line
+    ends.
+    """
+    if is_windows(os_name):
+        return os.O_RDONLY | getattr(os, "O_BINARY", 0)
+    return os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def create_flags(os_name: str | None = None) -> int:
+    """os.open flags to create a fresh temp file: never an existing file, never via a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    if is_windows(os_name):
+        return flags | getattr(os, "O_BINARY", 0)
+    return flags | getattr(os, "O_NOFOLLOW", 0)
+
+
+def lookup_ids(owner: str | None, group: str | None, os_name: str | None = None) -> tuple[int, int]:
+    """The uid and gid for a user and group name (or number); -1 for one not given.
+
+    Raises LookupError naming what is unknown. Windows has no owner/group to set this way
+    (files take the ACL of their directory), so asking for one there is an error, not a
+    silent no-op.
+    """
+    if owner is None and group is None:
+        return -1, -1
+    if is_windows(os_name):
+        raise LookupError("owner and group are not supported on Windows (files take their directory's ACL)")
+    import grp  # POSIX-only modules: imported here so this module loads on Windows
+    import pwd
+
+    uid = -1 if owner is None else _posix_id(owner, "user", lambda n: pwd.getpwnam(n).pw_uid)
+    gid = -1 if group is None else _posix_id(group, "group", lambda n: grp.getgrnam(n).gr_gid)
+    return uid, gid
+
+
+def _posix_id(name: str, what: str, by_name: Callable[[str], int]) -> int:
+    try:
+        return by_name(name)
+    except KeyError:
+        if name.isdigit():  # chown accepts ids that no account names, and so do we
+            return int(name)
+        raise LookupError(f"unknown {what} {name!r}") from None
+
+
+def attributes_differ(st: os.stat_result, mode: int | None, uid: int, gid: int, os_name: str | None = None) -> bool:
+    """True when a file's mode, owner or group differ from those asked for (-1/None: any)."""
+    if is_windows(os_name):
+        return False  # mode bits and owners are not ours to set there; see set_attributes
+    return (
+        (mode is not None and stat.S_IMODE(st.st_mode) != mode)
+        or (uid != -1 and st.st_uid != uid)
+        or (gid != -1 and st.st_gid != gid)
+    )
+
+
+def set_attributes(fd: int, mode: int | None, uid: int, gid: int, os_name: str | None = None) -> None:
+    """Give an open file its owner and group (-1: unchanged), then its mode (None: unchanged).
+
+    The owner goes first because chown clears the setuid and setgid bits on Linux, even
+    for root. Windows: nothing to do; the file keeps the ACL it inherited.
+    """
+    if is_windows(os_name):
+        return
+    if uid != -1 or gid != -1:
+        os.fchown(fd, uid, gid)
+    if mode is not None:
+        os.fchmod(fd, mode)
+
+
+def hard_link(src: str, dst: str, os_name: str | None = None) -> None:
+    """Link ``dst`` to the file ``src`` names itself: a symlink at ``src`` is linked, not followed."""
+    if is_windows(os_name):
+        os.link(src, dst)  # CreateHardLinkW links a reparse point itself; no flag to pass
+    else:
+        os.link(src, dst, follow_symlinks=False)
+
+
+def fsync_directory(path: str | Path, os_name: str | None = None) -> None:
+    """Make renames in ``path`` durable. Windows cannot open a directory to fsync it."""
+    if not is_windows(os_name):
+        _fsync_dir(Path(path))
+
+
+def real_path(path: str, os_name: str | None = None) -> str:
+    """``path`` with its symlinks resolved, when it is a path of the running OS.
+
+    A path of another OS flavour (a Windows path in a unit test on Linux) is returned as
+    given: it names nothing on this host, and resolving it would only mangle it.
+    """
+    if (os_name or current_os()) != current_os():
+        return path
+    return os.path.realpath(path)
+
+
+def drive_roots(os_name: str | None = None, probe: Callable[[str], bool] | None = None) -> list[str]:
+    """The drive roots that exist, ``A:\\`` to ``Z:\\``, on Windows; ``["/"]`` elsewhere.
+
+    ``probe(root)`` says whether a drive exists; by default the GetLogicalDrives bitmask,
+    which, unlike a stat of each root, never waits on a disconnected network drive or an
+    empty card reader.
+    """
+    if not is_windows(os_name):
+        return ["/"]
+    exists = probe or _logical_drive_probe()
+    return [root for root in (f"{letter}:\\" for letter in WINDOWS_DRIVE_LETTERS) if exists(root)]
+
+
+def _logical_drive_probe() -> Callable[[str], bool]:
+    try:
+        import ctypes
+
+        mask = int(ctypes.windll.kernel32.GetLogicalDrives())  # type: ignore[attr-defined]
+    except (ImportError, AttributeError, OSError):
+        return os.path.isdir  # not on Windows after all, or a stripped-down runtime
+    return lambda root: bool(mask >> WINDOWS_DRIVE_LETTERS.index(root[0].upper()) & 1)

@@ -21,10 +21,13 @@ from troop.scout.runner import TaskSlots, run_command
 log = logging.getLogger("troop.scout.tasks")
 SEEN_TASKS = 20000
 MAX_TIMEOUT = 7 * 86400.0
+CANCELLED = "cancelled by the General: the job ended before this task did"
+FILE_TASKS = {"file.push": "push", "file.read": "read", "file.ls": "ls"}
 
 
 class TaskRunner:
-    def __init__(self, max_concurrency: int, local_blacklist: list[str]) -> None:
+    def __init__(self, max_concurrency: int, local_blacklist: list[str], protected: list[str] | None = None) -> None:
+        self.protected = protected or []  # paths file tasks may not touch (the scout's own key)
         self.slots = TaskSlots(max_concurrency)
         self.local_blacklist = local_blacklist
         self.general_blacklist: list[str] = []
@@ -42,12 +45,22 @@ class TaskRunner:
         while len(self._seen) > SEEN_TASKS:
             self._seen.popitem(last=False)
         self.send(messages.Ack(task_id=task.task_id, state="received"))
-        self._running[task.task_id] = asyncio.create_task(self._run(task))
+        running = asyncio.create_task(self._run(task))
+        running.add_done_callback(lambda t: self._cancelled_before_start(t, task.task_id))
+        self._running[task.task_id] = running
+
+    def _cancelled_before_start(self, running: asyncio.Task[None], task_id: str) -> None:
+        # A task cancelled before its first step never enters _run's handler: report it here.
+        if running.cancelled():
+            self._running.pop(task_id, None)
+            self._report(messages.Result(task_id=task_id, state="failed", error=CANCELLED))
 
     def cancel(self, task_id: str) -> None:
         running = self._running.get(task_id)
         if running is not None:
             running.cancel()
+        else:
+            self._seen[task_id] = None  # should the task itself come after all, it will not run
 
     def flush_outbox(self) -> None:
         while self.outbox:
@@ -62,7 +75,10 @@ class TaskRunner:
             result = await self._execute(task)
         except asyncio.CancelledError:
             result = messages.Result(
-                task_id=task.task_id, state="failed", error="cancelled", duration=time.monotonic() - started
+                task_id=task.task_id,
+                state="failed",
+                error=CANCELLED,
+                duration=time.monotonic() - started,
             )
         except Exception as exc:  # a bug must cost one task, not the scout
             log.exception("task failed unexpectedly")
@@ -96,6 +112,22 @@ class TaskRunner:
                 return await run_command(
                     task.task_id, task.command, task.timeout, on_output=self._streamer(task) if task.stream else None
                 )
+        handler = FILE_TASKS.get(task.kind)
+        if handler is not None:
+            from troop.scout import files  # only when a file task comes: keeps start-up lean
+
+            async with self.slots:
+                self.send(messages.Ack(task_id=task.task_id, state="running"))
+                run = getattr(files, handler)
+                try:
+                    result: messages.Result = await asyncio.wait_for(
+                        run(task.task_id, dict(task.args), protected=self.protected), task.timeout
+                    )
+                except TimeoutError:
+                    return messages.Result(
+                        task_id=task.task_id, state="timed_out", error=f"timed out after {task.timeout:g}s"
+                    )
+                return result
         return messages.Result(
             task_id=task.task_id, state="failed", error=f"this scout does not support task kind {task.kind!r}"
         )

@@ -13,12 +13,13 @@ from typing import Self
 import sqlalchemy as sa
 
 from troop.store.store_base import make_engine
+from troop.store.store_blobs import BlobQueries
 from troop.store.store_hosts import HostQueries
 from troop.store.store_jobs import JobQueries
 from troop.store.store_tokens import TokenQueries
 
 
-class Store(HostQueries, JobQueries, TokenQueries):
+class Store(HostQueries, JobQueries, TokenQueries, BlobQueries):
     """Durable state on SQLite (``sqlite+aiosqlite:///path``) or PostgreSQL
     (``postgresql+asyncpg://...``), with the same schema and behaviour on both."""
 

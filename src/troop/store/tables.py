@@ -136,6 +136,23 @@ job_hosts = sa.Table(
     _ts("updated_at"),
 )
 
+# Files kept by the FileManager, and which jobs need them: a blob no job refers to any
+# more (its jobs were pruned) is deleted, after a grace period for uploads not yet used.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.Text(), primary_key=True),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    _ts("created_at"),
+)
+
+job_blobs = sa.Table(
+    "job_blobs",
+    metadata,
+    sa.Column("job_id", sa.Text(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sha256", sa.Text(), primary_key=True, index=True),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,

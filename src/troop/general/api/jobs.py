@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, StreamingResponse
 
 from troop.general.api.endpoint import ApiError, Call, Endpoint, QueryParam
-from troop.general.jobs import TargetNotAllowed
+from troop.general.api.files import FileIn, file_job
+from troop.general.jobs import JobRequest, TargetNotAllowed
 from troop.general.targeting import Target, TargetError
 from troop.protocol import messages
 
@@ -35,30 +36,27 @@ class CommandIn(BaseModel):
 
 
 class JobIn(BaseModel):
-    kind: Literal["ping", "cmd"]
+    kind: Literal["ping", "cmd", "file.push", "file.read", "file.ls"]
     target: TargetIn = Field(default_factory=TargetIn)  # type: ignore[arg-type]
     timeout: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="Seconds; the whole process group is killed then."
     )
     stream: bool = Field(False, description="Send output chunks as events while the job runs.")
     command: CommandIn | None = None
+    file: FileIn | None = None
 
 
 async def submit_job(call: Call) -> Any:
     body: JobIn = call.body
     gen, caller = call.general, call.caller
-    command = _command(body, gen.settings.max_output)
     target = Target(hosts=body.target.hosts, os=body.target.os, tags=body.target.tags, one=body.target.one)
+    req = JobRequest(body.kind, target, caller.name, timeout=body.timeout, stream=body.stream, allowed=caller.targets)
+    if body.kind == "cmd":
+        req.command = _command(body, gen.settings.max_output)
+    elif body.kind.startswith("file."):
+        await file_job(gen, body, req)
     try:
-        job = await gen.jobs.submit(
-            body.kind,
-            target,
-            actor=caller.name,
-            timeout=body.timeout,
-            stream=body.stream,
-            command=command,
-            allowed=caller.targets,
-        )
+        job = await gen.jobs.submit(req)
     except (TargetError, TargetNotAllowed) as exc:
         await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
         raise ApiError(404 if isinstance(exc, TargetError) else 403, str(exc)) from exc
@@ -75,9 +73,7 @@ async def submit_job(call: Call) -> Any:
     return {"job": job.id, "hosts": sorted(job.hosts), "state": job.state}
 
 
-def _command(body: JobIn, cap: int) -> messages.Command | None:
-    if body.kind != "cmd":
-        return None
+def _command(body: JobIn, cap: int) -> messages.Command:
     c = body.command
     if c is None or (not c.argv and not c.shell):
         raise ApiError(422, "command: give argv or shell for a cmd job")
