@@ -197,3 +197,49 @@ def test_files_api_requires_a_token(ffleet: Fleet) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)
     assert err.value.code == 401
+
+
+def test_general_with_a_standalone_filemanager(tmp_path: Path) -> None:
+    """troop-filemanager on its own; the General uploads through it and scouts download from it."""
+    import subprocess
+    import sys
+    import time
+
+    from troop.localfleet import free_port
+
+    fm_dir, port = tmp_path / "fm", free_port()
+    fm = subprocess.Popen(
+        [str(Path(sys.executable).with_name("troop-filemanager")), "--data-dir", str(fm_dir),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=(tmp_path / "fm.log").open("wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (fm_dir / "service.token").exists() or not (fm_dir / "filemanager.key").exists():
+            assert time.monotonic() < deadline and fm.poll() is None, (tmp_path / "fm.log").read_text()
+            time.sleep(0.05)
+        config = tmp_path / "general.toml"
+        config.write_text(
+            f'filemanager_url = "http://127.0.0.1:{port}"\n'
+            f'filemanager_token_file = "{fm_dir / "service.token"}"\n'
+            f'filemanager_secret_file = "{fm_dir / "filemanager.key"}"\n'
+        )
+        f = Fleet(tmp_path / "fleet", env={"TROOP_FILEMANAGER_LISTEN": ""})
+        try:
+            f.start_general("--config", str(config))
+            f.start_scout("r1")
+            f.wait_online(["r1"])
+            src = tmp_path / "payload"
+            src.write_bytes(os.urandom(200_000))
+            dest = tmp_path / "landed"
+            code, job = push(f, "r1", src, str(dest))
+            assert code == 0 and job["hosts"]["r1"]["data"]["action"] == "created", job
+            assert dest.read_bytes() == src.read_bytes()
+            sha = hashlib.sha256(src.read_bytes()).hexdigest()
+            assert (fm_dir / "files" / "blobs" / sha[:2] / sha).exists()  # stored by the FileManager
+            assert not (f.general_dir / "files" / "blobs").exists()  # not by the General
+        finally:
+            f.stop()
+    finally:
+        fm.terminate()
+        fm.wait(10)

@@ -14,6 +14,7 @@ from typing import Any
 
 from troop.filemanager import signing
 from troop.filemanager.blobstore import BlobInfo, BlobStore
+from troop.filemanager.remote import RemoteBlobStore
 from troop.protocol.blobstream import blob_key
 from troop.store import Store
 
@@ -22,7 +23,9 @@ UNUSED_GRACE = timedelta(hours=1)  # an upload not yet pushed anywhere is kept t
 
 
 class FileService:
-    def __init__(self, store: Store, blobs: BlobStore, secret: bytes, public_url: str, fm_port: int) -> None:
+    def __init__(
+        self, store: Store, blobs: BlobStore | RemoteBlobStore, secret: bytes, public_url: str, fm_port: int
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.secret = secret
@@ -35,9 +38,11 @@ class FileService:
         return info
 
     async def size_of(self, sha: str) -> int | None:
-        if not signing.SHA256_HEX.match(sha) or not self.blobs.exists(sha):
+        if not signing.SHA256_HEX.match(sha):
             return None
-        return await self.store.get_blob_size(sha) or self.blobs.size(sha)
+        if isinstance(self.blobs, RemoteBlobStore):
+            return await self.blobs.fetch_size(sha)
+        return self.blobs.size(sha) if self.blobs.exists(sha) else None
 
     def download(self, sha: str, hostname: str, via: str) -> dict[str, Any]:
         """Task arguments for one scout: a signed URL and the key of the sealed stream."""

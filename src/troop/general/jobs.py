@@ -109,8 +109,14 @@ class JobManager:
                 raise TargetNotAllowed(f"this token may not target {', '.join(outside[:5])}")
         timeout = min(req.timeout or self.settings.default_timeout, self.settings.max_timeout)
         job = Job(
-            id=_job_id(), kind=req.kind, target=_target_json(req.target), args=_args_json(req.command, req.args),
-            timeout=timeout, created_by=req.actor, created_at=utcnow(), stream=req.stream,
+            id=_job_id(),
+            kind=req.kind,
+            target=_target_json(req.target),
+            args=_args_json(req.command, req.args),
+            timeout=timeout,
+            created_by=req.actor,
+            created_at=utcnow(),
+            stream=req.stream,
         )
         refused = self._refused_by_blacklist(req.command)
         for name in names:
@@ -146,8 +152,13 @@ class JobManager:
             self.by_task[host.task_id] = (job, host)
             args = {**req.args, **req.host_args(host.hostname)} if req.host_args else req.args
             task = messages.Task(
-                task_id=host.task_id, job_id=job.id, kind=job.kind, timeout=job.timeout,
-                stream=job.stream, command=req.command, args=args,
+                task_id=host.task_id,
+                job_id=job.id,
+                kind=job.kind,
+                timeout=job.timeout,
+                stream=job.stream,
+                command=req.command,
+                args=args,
             )
             if not self.hub.send(host.hostname, task):
                 host.state, host.final, host.error = "offline", True, "scout disconnected before the task was sent"

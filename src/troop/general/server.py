@@ -12,6 +12,7 @@ from troop import blacklist as blacklist_mod
 from troop.errors import ConfigError
 from troop.filemanager.blobstore import BlobStore, sweep_forever
 from troop.filemanager.httpserve import HttpServer
+from troop.filemanager.remote import RemoteBlobStore
 from troop.filemanager.signing import load_or_create_secret
 from troop.general.auth import TokenService
 from troop.general.files import FileService
@@ -78,28 +79,34 @@ class General:
 
     async def _start_files(self) -> None:
         s = self.settings
-        blobs = BlobStore(s.data_dir / "files", s.max_upload)
         secret = load_or_create_secret(s.filemanager_secret_path)
+        blobs: BlobStore | RemoteBlobStore
         fm_port = 0
         if s.filemanager_listen:
             from troop.filemanager.app import create_app as create_fm_app
 
-            fm = HttpServer(create_fm_app(blobs, secret, None), s.filemanager_listen, 6859)
+            local = BlobStore(s.data_dir / "files", s.max_upload)
+            fm = HttpServer(create_fm_app(local, secret, None), s.filemanager_listen, 6859)
             await fm.start()
             self._servers.append(fm)
             self.files_address = fm.address
             fm_port = fm.address[1]
-        elif not s.filemanager_url:
-            raise ConfigError("set filemanager_url when filemanager_listen is empty")
+            self._tasks.append(asyncio.create_task(sweep_forever(local)))  # abandoned partial uploads
+            blobs = local
+        elif s.filemanager_url and s.filemanager_token_file:
+            token = Path(s.filemanager_token_file).read_text().strip()  # noqa: ASYNC240 - once, at start
+            blobs = RemoteBlobStore(s.filemanager_url, token, s.max_upload)
+        else:
+            raise ConfigError("with filemanager_listen empty, set filemanager_url and filemanager_token_file")
         self.files = FileService(self.store, blobs, secret, s.filemanager_url, fm_port)
-        self._tasks.append(asyncio.create_task(sweep_forever(blobs)))  # abandoned partial uploads
         self.jobs.files = self.files
 
     async def _start_api(self) -> None:
         from troop.general.api.app import create_app
 
-        api = HttpServer(create_app(self), self.settings.api_listen, 6858,
-                         cert=self.settings.tls_cert, key=self.settings.tls_key)
+        api = HttpServer(
+            create_app(self), self.settings.api_listen, 6858, cert=self.settings.tls_cert, key=self.settings.tls_key
+        )
         await api.start()
         self._servers.insert(0, api)
         self.api_address = api.address
@@ -119,6 +126,8 @@ class General:
             await server.stop()
         await self.hub.stop()
         await self.jobs.stop()
+        if isinstance(self.files.blobs, RemoteBlobStore):
+            await self.files.blobs.close()
         await self.store.close()
 
 

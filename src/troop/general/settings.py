@@ -34,6 +34,9 @@ class GeneralSettings:
     filemanager_secret_file: str = setting(
         "", "Secret that signs download URLs and seals file streams. Empty: DATA_DIR/filemanager.key."
     )
+    filemanager_token_file: str = setting(
+        "", "Service token of a standalone troop-filemanager (its DATA_DIR/service.token), with filemanager_url."
+    )
     max_upload: int = setting(4 * 1024**3, "Largest file accepted for upload, in bytes; more gets 413.", minimum=1)
     max_read: int = setting(4 * 1024 * 1024, "Largest --max-bytes a file read may ask for, in bytes.", minimum=0)
     bus: str = setting("", "URL of the bus between Generals (nats://...). Empty: in-process, for a lone General.")

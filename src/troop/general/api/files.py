@@ -56,9 +56,16 @@ async def _push(gen: General, f: FileIn, req: JobRequest) -> None:
         raise ApiError(422, "file.name: must be a plain file name")
     sha = f.sha256
     req.args = {
-        "sha256": sha, "size": size, "dest": f.dest, "name": name,
-        "mode": int(f.mode, 8) if f.mode else None, "owner": f.owner, "group": f.group,
-        "makedirs": f.makedirs, "backup": f.backup, "force": f.force,
+        "sha256": sha,
+        "size": size,
+        "dest": f.dest,
+        "name": name,
+        "mode": int(f.mode, 8) if f.mode else None,
+        "owner": f.owner,
+        "group": f.group,
+        "makedirs": f.makedirs,
+        "backup": f.backup,
+        "force": f.force,
     }
     hub, files = gen.hub, gen.files
     req.host_args = lambda host: files.download(sha, host, hub.local_address(host))
@@ -92,8 +99,16 @@ async def has_file(call: Call) -> Any:
 
 
 ENDPOINTS = [
-    Endpoint("PUT", "/api/v1/files", upload_file, "Upload a file (streamed body) for file.push jobs", "files",
-             role="operator", status=201),
-    Endpoint("HEAD", "/api/v1/files/{sha256}", has_file, "Whether the FileManager has this file", "files",
-             role="operator"),
+    Endpoint(
+        "PUT",
+        "/api/v1/files",
+        upload_file,
+        "Upload a file (streamed body) for file.push jobs",
+        "files",
+        role="operator",
+        status=201,
+    ),
+    Endpoint(
+        "HEAD", "/api/v1/files/{sha256}", has_file, "Whether the FileManager has this file", "files", role="operator"
+    ),
 ]
