@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint typecheck unit bench clean
+.PHONY: install demo test test-all lint typecheck unit bench plugins clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Troop needs Python 3.11 or newer"'
@@ -36,8 +36,21 @@ test-all: $(STAMP) lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# Troop vs SaltStack vs Ansible on the same namespace hosts, then memory and the 10,000-scout
+# swarm (about 45 minutes; root). Installs what it needs under bench/work/ (salt, ansible and
+# tools venvs) and openssh-server via apt-get if missing. Not part of `make test`.
+#   make bench SCENARIOS=ping,cmd TOOLS=troop,salt RUNS=5   (a subset skips the scale part)
+#   make bench BENCH_ARGS="--no-scale"                      (see python bench/run.py --help)
+SCENARIOS ?=
+TOOLS     ?=
+RUNS      ?= 5
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --runs $(RUNS) $(if $(SCENARIOS),--scenario $(SCENARIOS)) \
+		$(if $(TOOLS),--tool $(TOOLS)) $(BENCH_ARGS)
+
+# The built-in scout_manager plugin, named by the plugin rule (NAME-OS-vX.Y.Z), in build/plugins/.
+plugins: $(STAMP)
+	$(BIN)/python -m troop.scout_manager.build build/plugins
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

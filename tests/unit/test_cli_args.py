@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from troop.cli.args import DEFAULT_CMD_TIMEOUT, DEFAULT_PING_TIMEOUT, parse_args, split_program
+from troop.cli.args import (
+    DEFAULT_CMD_TIMEOUT,
+    DEFAULT_PING_TIMEOUT,
+    build_parser,
+    command_word,
+    parse_args,
+    split_program,
+)
 from troop.cli.commands_jobs import job_body
 from troop.cli.context import make_context, resolve_token
 from troop.cli.errors import UsageError
@@ -26,6 +33,26 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_split_program_cuts_at_the_first_double_dash() -> None:
     assert split_program(["cmd", "w", "--", "a", "--", "b"]) == (["cmd", "w"], ["a", "--", "b"])
     assert split_program(["ping", "w"]) == (["ping", "w"], None)
+
+
+def test_command_word_skips_top_level_options_and_their_values() -> None:
+    assert command_word(["--url", "ping", "--token=t", "--token-file", "f", "cmd", "w"]) == "cmd"
+    assert command_word(["--version"]) == command_word([]) == ""
+    assert command_word(["nope", "ping"]) == "nope"
+
+
+def test_only_the_named_command_is_built_in_full() -> None:
+    # The others are bare parsers, yet `troop --help` lists every command the same way.
+    assert build_parser("ping").format_help() == build_parser().format_help()
+    assert build_parser("").format_help() == build_parser().format_help()
+    ns = parse_args(["--url", "http://x", "--token", "t", "plugin", "run", "w", "p", "a"])
+    assert (ns.url, ns.token, ns.handler) == ("http://x", "t", "commands_plugins:run_run")
+
+
+def test_scout_upgrade_to_is_not_an_abbreviated_token() -> None:
+    # The top-level parser sees every option; with abbreviations it took --to for --token.
+    ns = parse_args(["--token", "t", "scout", "upgrade", "w", "--to", "0.2.0"])
+    assert (ns.token, ns.to) == ("t", "0.2.0")
 
 
 def test_ping_target_options_anywhere() -> None:

@@ -25,7 +25,9 @@ def test_importing_the_cli_loads_no_http_and_no_server_code() -> None:
         "heavy = ('http.client', 'email', 'ssl', 'troop.protocol', 'troop.general',\n"
         "         'troop.scout', 'troop.store', 'troop.cli.api', 'typer', 'rich', 'httpx',\n"
         "         'typing', 'dataclasses', 'inspect', 'hashlib', 'base64',\n"
-        "         'troop.cli.commands_files', 'troop.cli.render_files')\n"
+        "         'troop.cli.commands_files', 'troop.cli.render_files',\n"
+        "         'troop.cli.commands_plugins', 'troop.cli.commands_scout',\n"
+        "         'troop.cli.render_plugins')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     proc = run_python(code)
@@ -40,10 +42,26 @@ def test_running_a_command_loads_no_server_code() -> None:
         "main(['--url', 'http://127.0.0.1:9', '--token', 't', 'ping', '*'])\n"
         "print(sorted(m for m in sys.modules if m.startswith(('troop.protocol',\n"
         "    'troop.general', 'troop.scout', 'troop.store', 'troop.bus', 'troop.filemanager',\n"
-        "    'troop.cli.commands_files', 'troop.cli.render_files', 'hashlib'))))\n"
+        "    'troop.cli.commands_files', 'troop.cli.render_files', 'hashlib',\n"
+        "    'troop.cli.commands_plugins', 'troop.cli.commands_scout', 'troop.cli.render_plugins'))))\n"
     )
     proc = run_python(code)
     assert proc.stdout.strip() == "[]"
+    assert "cannot reach the General" in proc.stderr
+
+
+def test_a_command_loads_only_its_own_group() -> None:
+    # Plugin and scout code is imported when one of their commands runs, and only what that
+    # command needs: listing scouts hashes nothing and uploads nothing.
+    code = (
+        "import sys\n"
+        "from troop.cli.main import main\n"
+        "main(['--url', 'http://127.0.0.1:9', '--token', 't', 'scout', 'list'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('troop.cli.commands_',\n"
+        "    'troop.cli.render_', 'hashlib'))))\n"
+    )
+    proc = run_python(code)
+    assert proc.stdout.strip() == "['troop.cli.commands_jobs', 'troop.cli.commands_scout']"
     assert "cannot reach the General" in proc.stderr
 
 
@@ -54,5 +72,5 @@ def test_help_through_python_dash_m() -> None:
     )
     assert proc.returncode == 0
     assert "usage: troop" in proc.stdout
-    for command in ("ping", "cmd", "job", "file", "key", "token", "host"):
+    for command in ("ping", "cmd", "job", "file", "plugin", "scout", "key", "token", "host"):
         assert command in proc.stdout

@@ -9,6 +9,7 @@ Standard library only, imported late (see troop.cli.main for why).  One job per 
     follow          following a job's events to the end
     render          per-host blocks, summary line, exit status; ANSI colour
     render_files    per-host blocks of file jobs (push, read, ls)
+    render_plugins  per-host blocks of plugin and scout jobs (update, versions, lifecycle)
     console         stdout/stderr writes and the progress bar
     tables          listings and timestamps
     commands_*      one module per command group

@@ -37,6 +37,10 @@ _STATE_WIDTH = max(len(s) for s in STATE_ORDER)
 RED, GREEN, YELLOW, BOLD, DIM = "31", "32", "33", "1", "2"
 # Job kinds whose hosts render_files shows (their results carry `data`, not output).
 FILE_KINDS = frozenset({"file.push", "file.read", "file.ls"})
+# Likewise for render_plugins; `plugin.run` is not among them: it is shown exactly like `cmd`.
+PLUGIN_KINDS = frozenset(
+    {"plugin.update", "plugin.versions", "scout.restart", "scout.stop", "scout.upgrade"}
+)
 # C0 controls except tab, and DEL: a remote host must not drive our operator's terminal.
 _CONTROL = {c: f"^{chr(c + 64)}" for c in range(32) if c != 9} | {127: "^?"}
 
@@ -112,6 +116,29 @@ def indented(text: str, style: Style, code: str | None = None) -> list[str]:
     return lines
 
 
+def result_data(result: JsonObj) -> JsonObj:
+    """A host's `data` object (the result of a file, plugin or scout job); {} if absent."""
+    data = result.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def data_header(name: str, result: JsonObj, style: Style, width: int, details: list[str]) -> str:
+    """The host line of a job whose results carry `data`: name, state, why no answer, details."""
+    parts = name_and_state(name, result, style, width)
+    state = str(result.get("state") or "")
+    if state in NO_ANSWER:
+        parts.append(NO_ANSWER[state])
+    parts += [d for d in details if d]
+    if result.get("late"):
+        parts.append(style.paint("(late)", YELLOW))
+    return "  ".join(parts).rstrip()
+
+
+def error_lines(result: JsonObj, style: Style) -> list[str]:
+    error = result.get("error")
+    return indented(f"error: {error}", style, RED) if error else []
+
+
 def render_host(
     name: str, result: JsonObj, style: Style, *, width: int = 0, output: bool = True
 ) -> str:
@@ -139,11 +166,15 @@ def name_width(hosts: Mapping[str, Any]) -> int:
 
 
 def host_renderer(kind: object) -> HostRenderer:
-    """How a host of a job of this kind is shown: render_host, or a file job's renderer."""
+    """How a host of a job of this kind is shown: render_host, or a file/plugin job's renderer."""
     if kind in FILE_KINDS:
         from troop.cli.render_files import RENDERERS  # only file jobs pay for it
 
         return RENDERERS[str(kind)]
+    if kind in PLUGIN_KINDS:
+        from troop.cli.render_plugins import RENDERERS as PLUGIN_RENDERERS  # likewise
+
+        return PLUGIN_RENDERERS[str(kind)]
     return render_host
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import stat
 import time
 
-from troop.cli.render import DIM, NO_ANSWER, RED, YELLOW, Style, indented, name_and_state
+from troop.cli.render import DIM, Style, data_header, error_lines, indented, result_data
 from troop.cli.tables import to_epoch
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import; see main.py
@@ -55,27 +55,6 @@ def short_sha(sha: object) -> str:
     return text[:SHORT_SHA] + "…" if len(text) > SHORT_SHA else text
 
 
-def _data(result: JsonObj) -> JsonObj:
-    data = result.get("data")
-    return data if isinstance(data, dict) else {}
-
-
-def _header(name: str, result: JsonObj, style: Style, width: int, details: list[str]) -> str:
-    parts = name_and_state(name, result, style, width)
-    state = str(result.get("state") or "")
-    if state in NO_ANSWER:
-        parts.append(NO_ANSWER[state])
-    parts += [d for d in details if d]
-    if result.get("late"):
-        parts.append(style.paint("(late)", YELLOW))
-    return "  ".join(parts).rstrip()
-
-
-def _error(result: JsonObj, style: Style) -> list[str]:
-    error = result.get("error")
-    return indented(f"error: {error}", style, RED) if error else []
-
-
 def _note(text: str, style: Style) -> str:
     return "  " + style.paint(text, DIM)
 
@@ -84,7 +63,7 @@ def render_push(
     name: str, result: JsonObj, style: Style, *, width: int = 0, output: bool = True
 ) -> str:
     """`web1  succeeded  created  /etc/app.conf  21 B  sha256 3a4b…  backup /etc/app.conf.…`"""
-    data = _data(result)
+    data = result_data(result)
     details = []
     if data.get("action"):
         details.append(style.remote(str(data["action"])))
@@ -96,20 +75,20 @@ def render_push(
         details.append(f"sha256 {style.remote(short_sha(data['sha256']))}")
     if data.get("backup"):
         details.append(f"backup {style.remote(str(data['backup']))}")
-    return "\n".join([_header(name, result, style, width, details), *_error(result, style)])
+    return "\n".join([data_header(name, result, style, width, details), *error_lines(result, style)])
 
 
 def render_read(
     name: str, result: JsonObj, style: Style, *, width: int = 0, output: bool = True
 ) -> str:
     """The header (path, size), then the file's text indented, or a note if it is binary."""
-    data = _data(result)
+    data = result_data(result)
     details = []
     if data.get("path"):
         details.append(style.remote(str(data["path"])))
     if data.get("size") is not None:
         details.append(human_size(data["size"]))
-    lines = [_header(name, result, style, width, details)]
+    lines = [data_header(name, result, style, width, details)]
     text = data.get("text")
     if isinstance(text, str):
         lines += indented(text, style)
@@ -120,7 +99,7 @@ def render_read(
         noun = "byte" if size == 1 else "bytes"
         sha = style.remote(str(data.get("sha256") or "?"))
         lines.append(_note(f"(binary, {size} {noun}, sha256 {sha}; use --json)", style))
-    return "\n".join(lines + _error(result, style))
+    return "\n".join(lines + error_lines(result, style))
 
 
 def _decoded_length(b64: str) -> int:
@@ -132,7 +111,7 @@ def render_ls(
     name: str, result: JsonObj, style: Style, *, width: int = 0, output: bool = True
 ) -> str:
     """The header (path, entry count), then one `ls -l`-like line per entry, by name."""
-    data = _data(result)
+    data = result_data(result)
     raw = data.get("entries")
     entries = sorted(
         (e for e in raw if isinstance(e, dict)) if isinstance(raw, list) else [],
@@ -143,7 +122,7 @@ def render_ls(
         details.append(style.remote(str(data["path"])))
     if isinstance(raw, list):
         details.append(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}")
-    lines = [_header(name, result, style, width, details)]
+    lines = [data_header(name, result, style, width, details)]
     rows = [
         (
             mode_text(e.get("mode"), e.get("type")),
@@ -160,7 +139,7 @@ def render_ls(
         lines.append(f"  {mode.ljust(mode_w)}  {size.rjust(size_w)}  {mtime.ljust(time_w)}  {entry}")
     if data.get("truncated"):
         lines.append(_note(f"(truncated: only the first {len(entries)} entries were sent)", style))
-    return "\n".join(lines + _error(result, style))
+    return "\n".join(lines + error_lines(result, style))
 
 
 def mode_text(mode: object, kind: object) -> str:

@@ -53,10 +53,12 @@ class FileService:
             "key": blob_key(self.secret, bytes.fromhex(grant.nonce), sha),
         }
 
-    async def collect(self) -> int:
-        """Delete blobs that no remaining job refers to."""
+    async def collect(self, keep: set[str] | None = None) -> int:
+        """Delete blobs that no remaining job refers to, except those in `keep`."""
         gone = 0
         for sha in await self.store.orphan_blobs(datetime.now(UTC) - UNUSED_GRACE):
+            if keep and sha in keep:
+                continue
             await self.blobs.delete(sha)
             await self.store.delete_blob(sha)
             gone += 1

@@ -30,6 +30,7 @@ from troop.store import JobHostRow, Store
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
+RECONNECTING_KINDS = frozenset({"scout.restart", "scout.upgrade"})
 PRUNE_EVERY = 3600.0
 
 
@@ -48,6 +49,7 @@ class JobRequest:
     args: dict[str, Any] = field(default_factory=dict)  # sent to every scout and stored with the job
     host_args: Callable[[str], dict[str, Any]] | None = None  # per scout, never stored: may hold keys
     blobs: list[str] = field(default_factory=list)  # FileManager blobs this job needs
+    argv: list[str] | None = None  # what the blacklist checks, for jobs that run a program but not a command
     allowed: list[str] | None = None  # host globs the caller's token is limited to
 
 
@@ -70,6 +72,7 @@ class JobManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.files: FileService | None = None
+        self.keep_blobs: Callable[[], set[str]] = set  # blobs kept whatever the jobs (the plugin index)
         hub.events = self
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -118,7 +121,7 @@ class JobManager:
             created_at=utcnow(),
             stream=req.stream,
         )
-        refused = self._refused_by_blacklist(req.command)
+        refused = self._refused_by_blacklist(req.command, req.argv)
         for name in names:
             host = HostState(hostname=name, task_id=secrets.token_hex(10), state="sent")
             if refused:
@@ -139,10 +142,13 @@ class JobManager:
             job.timer = loop.call_later(timeout + self.settings.grace, self._deadline, job)
         return job
 
-    def _refused_by_blacklist(self, command: messages.Command | None) -> str | None:
-        if command is None:
+    def _refused_by_blacklist(self, command: messages.Command | None, argv: list[str] | None) -> str | None:
+        if command is None and argv is None:
             return None
-        entry = blacklist_mod.check(self.hub.blacklist, command.argv or None, command.shell)
+        if command is not None:
+            entry = blacklist_mod.check(self.hub.blacklist, command.argv or None, command.shell)
+        else:
+            entry = blacklist_mod.check(self.hub.blacklist, argv, None)
         return f"refused by the General's blacklist (entry {entry!r})" if entry else None
 
     def _dispatch(self, job: Job, req: JobRequest) -> None:
@@ -200,6 +206,8 @@ class JobManager:
             host = job.hosts.get(hostname)
             if host is None or host.final:
                 continue
+            if job.kind in RECONNECTING_KINDS and host.state != "sent":
+                continue  # the scout went away on purpose; its next process answers
             host.state, host.final = "lost", True
             host.error = "connection to the scout was lost before it answered"
             self._mark(job, host)
@@ -313,7 +321,7 @@ class JobManager:
         if gone:
             log.info("pruned old jobs", extra={"fields": {"jobs": gone}})
         if self.files is not None:
-            await self.files.collect()
+            await self.files.collect(self.keep_blobs())
 
     # ------------------------------------------------------------ reading
     async def get(self, job_id: str) -> Job | None:

@@ -32,6 +32,7 @@ class KeyRegistry:
         self.auto_accept = auto_accept
         self.hosts: dict[str, HostRow] = {}
         self.denied: set[str] = set()
+        self.wants: dict[str, list[str]] = {}  # plugins each scout should have, from its facts
         self._listeners: list[KeyListener] = []
 
     async def load(self) -> None:
@@ -48,6 +49,7 @@ class KeyRegistry:
         if row is None:
             state = "accepted" if self.auto_accept else "pending"
             row = _new_row(hello, scout_key, state, now)
+            self.wants[row.hostname] = list(hello.facts.wants)
             await self.store.upsert_host(row)
             self.hosts[row.hostname] = row
             await self.store.audit(
@@ -68,6 +70,7 @@ class KeyRegistry:
             )
             return "denied"
         row = _with_facts(row, hello.facts, now)
+        self.wants[row.hostname] = list(hello.facts.wants)
         self.hosts[row.hostname] = row
         await self.store.upsert_host(row)
         return row.state
@@ -75,6 +78,7 @@ class KeyRegistry:
     async def update_facts(self, hostname: str, facts: Facts) -> None:
         row = self.hosts.get(hostname)
         if row is not None:
+            self.wants[hostname] = list(facts.wants)
             row = _with_facts(row, facts, utcnow())
             self.hosts[hostname] = row
             await self.store.upsert_host(row)

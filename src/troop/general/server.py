@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from troop import blacklist as blacklist_mod
 from troop.errors import ConfigError
@@ -22,6 +23,10 @@ from troop.general.jobs import JobManager
 from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
 from troop.settings import parse_hostport
+
+if TYPE_CHECKING:
+    from troop.general.plugin_sync import PluginSync
+    from troop.general.plugins import PluginIndex
 from troop.store import Store
 
 log = logging.getLogger("troop.general")
@@ -39,6 +44,8 @@ class General:
         self.scout_address: tuple[str, int] = ("", 0)
         self.files_address: tuple[str, int] = ("", 0)
         self.files: FileService
+        self.plugins: PluginIndex
+        self.plugin_sync: PluginSync
         self._servers: list[HttpServer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._rotate_task: asyncio.Task[None] | None = None
@@ -56,6 +63,7 @@ class General:
         self.tokens = TokenService(self.store)
         await self.jobs.start()
         await self._start_files()
+        await self._start_plugins()
         token_file = await self.tokens.ensure_admin(s.data_dir)
         if token_file is not None:
             log.info("first start: wrote an admin token", extra={"fields": {"file": str(token_file)}})
@@ -100,6 +108,27 @@ class General:
             raise ConfigError("with filemanager_listen empty, set filemanager_url and filemanager_token_file")
         self.files = FileService(self.store, blobs, secret, s.filemanager_url, fm_port)
         self.jobs.files = self.files
+
+    async def _start_plugins(self) -> None:
+        from troop.general.plugin_sync import PluginSync
+        from troop.general.plugins import PluginIndex
+
+        self.plugins = PluginIndex(self.settings, self.store, self.files)
+        await self.plugins.load()
+        self.plugin_sync = PluginSync(self.plugins, self.keys, self.hub, self.files, self.jobs)
+        self.jobs.keep_blobs = self.plugins.shas
+        self.hub.on_online.append(lambda host: self.plugin_sync.sync([host]))
+        self._tasks.append(asyncio.create_task(self._pull_at_start()))
+
+    async def _pull_at_start(self) -> None:
+        """Index the repository (and the built-in scout_manager) without delaying the start."""
+        from troop.general.plugins import PluginError
+
+        try:
+            await self.plugins.pull()
+        except PluginError as exc:
+            log.warning("plugin pull at start failed; keeping the stored index", extra={"fields": {"why": str(exc)}})
+        await self.plugin_sync.sync(list(self.hub.online))
 
     async def _start_api(self) -> None:
         from troop.general.api.app import create_app

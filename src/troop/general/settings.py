@@ -39,6 +39,8 @@ class GeneralSettings:
     )
     max_upload: int = setting(4 * 1024**3, "Largest file accepted for upload, in bytes; more gets 413.", minimum=1)
     max_read: int = setting(4 * 1024 * 1024, "Largest --max-bytes a file read may ask for, in bytes.", minimum=0)
+    plugin_repo: str = setting("", "Git URL or path of the plugin repository. Empty: only the built-in scout_manager.")
+    max_plugin_size: int = setting(256 * 1024 * 1024, "Largest plugin file indexed, in bytes.", minimum=1)
     bus: str = setting("", "URL of the bus between Generals (nats://...). Empty: in-process, for a lone General.")
     blacklist_file: str = setting(
         "",

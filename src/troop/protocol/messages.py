@@ -30,8 +30,9 @@ class Facts(msgspec.Struct, forbid_unknown_fields=False):
     ip: str = ""
     tags: list[str] = []
     version: str = ""
-    plugins: list[str] = []
+    plugins: list[str] = []  # installed, as "name:version"
     python: str = ""
+    wants: list[str] = []  # plugins this scout should have: "name" or "name:version"
 
 
 class Hello(msgspec.Struct, tag=2, forbid_unknown_fields=False):

@@ -22,6 +22,7 @@ from troop.protocol.errors import HandshakeError, ProtocolError
 from troop.protocol.frames import KIND_CLEAR, KIND_SEALED, FrameDecoder, encode_frame
 from troop.scout.facts import gather_facts
 from troop.scout.identity import GeneralPin, PinError
+from troop.scout.plugins import PluginStore
 from troop.scout.settings import ScoutSettings
 from troop.scout.tasks import TaskRunner
 from troop.settings import parse_hostport
@@ -68,7 +69,11 @@ class Agent:
         self.hostname = settings.hostname
         self.pin = GeneralPin(settings.data_dir, settings.general_fingerprint)
         protected = [] if settings.allow_data_dir else [str(settings.data_dir.resolve())]
-        self.runner = TaskRunner(settings.max_concurrency, local_blacklist, protected=protected)
+        self.plugins = PluginStore(settings.data_dir / "plugins", settings.plugins)
+        self.runner = TaskRunner(
+            settings.max_concurrency, local_blacklist, protected=protected, plugins=self.plugins, settings=settings
+        )
+        self.runner.facts_changed = self._send_facts
         self.backoff = Backoff(settings.reconnect_min, settings.reconnect_max)
         self.addresses = [parse_hostport(a, 6954) for a in settings.general]
         self.state = "starting"
@@ -101,6 +106,7 @@ class Agent:
             self.state = "connected"
             log.info("connected to the General at %s:%d", host, port)
             self.runner.send = conn.send
+            self._queue_lifecycle_results()
             self.runner.flush_outbox()
             beat = asyncio.create_task(self._heartbeat(conn, heartbeat))
             try:
@@ -121,7 +127,7 @@ class Agent:
         general_key = PublicKey.from_der(server_hello.general_key)
         self.pin.check(general_key.fingerprint)
         session_key = new_session_key()  # C: new for every connection
-        facts = gather_facts(self.settings.tags, __version__)
+        facts = self._facts()
         signed, nonce = handshake.build_hello(self.keypair, self.hostname, facts, server_hello, session_key, now_ms())
         conn.send_clear(signed)
         while True:  # a pending scout waits here for a second Welcome
@@ -143,6 +149,27 @@ class Agent:
         conn.channel = SealedChannel(self.hostname, SCOUT_TO_GENERAL, session_key, g2s, recv_key_id=welcome.key_id)
         self.runner.general_blacklist = list(welcome.blacklist)
         return welcome.heartbeat
+
+    def _facts(self) -> messages.Facts:
+        installed, wants = self.plugins.facts()
+        facts = gather_facts(self.settings.tags, __version__, installed)
+        facts.wants = wants
+        return facts
+
+    def _send_facts(self) -> None:
+        self.runner.send(messages.FactsUpdate(facts=self._facts()))
+
+    def _queue_lifecycle_results(self) -> None:
+        """Results of restarts and upgrades that this process is the outcome of."""
+        data_dir = self.settings.data_dir.resolve()
+        if not (data_dir / "lifecycle").is_dir():
+            return
+        from troop.scout import lifecycle
+
+        for result in lifecycle.pending_results(data_dir, __version__):
+            self.runner.outbox[result.task_id] = result
+            self.runner.mark_seen(result.task_id)
+            lifecycle.clear_marker(data_dir, result.task_id)  # for an upgrade: tells scout_manager "good"
 
     async def _serve(self, conn: Connection) -> None:
         assert conn.channel is not None

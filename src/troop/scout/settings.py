@@ -19,6 +19,9 @@ class ScoutSettings:
     )
     hostname: str = setting("", "The name this scout answers to. Empty: the OS hostname.")
     tags: list[str] = setting([], "Tags for targeting (--tag), comma separated.")
+    plugins: list[str] = setting(
+        [], "Plugins to install, NAME or NAME:VERSION, comma separated; scout_manager is always installed."
+    )
     general_fingerprint: str = setting(
         "", "sha256:... of the General's public key. Empty: trust the first General met, then refuse any other key."
     )

@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from troop import __version__
-from troop.general.api import files, jobs, keys, openapi, tokens
+from troop.general.api import files, jobs, keys, openapi, plugins, tokens
 from troop.general.api.endpoint import ApiError, Call, Endpoint
 from troop.general.auth import AuthError
 
@@ -32,6 +32,7 @@ ENDPOINTS: list[Endpoint] = [
     *keys.ENDPOINTS,
     *tokens.ENDPOINTS,
     *files.ENDPOINTS,
+    *plugins.ENDPOINTS,
     Endpoint("GET", "/api/v1/health", health, "Liveness (no token needed)", "health", role=None),
 ]
 

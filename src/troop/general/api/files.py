@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from troop.filemanager.blobstore import ShaMismatch, TooLarge
 from troop.filemanager.signing import SHA256_HEX
 from troop.general.api.endpoint import ApiError, Call, Endpoint
+from troop.general.api.plugins import remember_wheel
 from troop.general.jobs import JobRequest
 
 if TYPE_CHECKING:
@@ -88,7 +90,8 @@ async def upload_file(call: Call) -> Any:
         raise ApiError(413, str(exc)) from exc
     except ShaMismatch as exc:
         raise ApiError(422, str(exc)) from exc
-    name = request.headers.get("x-troop-name", "")[:255]
+    name = unquote(request.headers.get("x-troop-name", ""))[:255]
+    await remember_wheel(gen, name, info.sha256)
     await gen.store.audit(call.caller.name, "file.upload", name, True, {"sha256": info.sha256, "size": info.size})
     return JSONResponse({"sha256": info.sha256, "size": info.size}, status_code=201)
 

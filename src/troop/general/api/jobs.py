@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from troop.general.api.endpoint import ApiError, Call, Endpoint, QueryParam
 from troop.general.api.files import FileIn, file_job
+from troop.general.api.plugins import PluginIn, UpgradeIn, plugin_job
 from troop.general.jobs import JobRequest, TargetNotAllowed
 from troop.general.targeting import Target, TargetError
 from troop.protocol import messages
@@ -36,7 +37,10 @@ class CommandIn(BaseModel):
 
 
 class JobIn(BaseModel):
-    kind: Literal["ping", "cmd", "file.push", "file.read", "file.ls"]
+    kind: Literal[
+        "ping", "cmd", "file.push", "file.read", "file.ls", "plugin.update", "plugin.versions", "plugin.run",
+        "scout.restart", "scout.stop", "scout.upgrade",
+    ]
     target: TargetIn = Field(default_factory=TargetIn)  # type: ignore[arg-type]
     timeout: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="Seconds; the whole process group is killed then."
@@ -44,6 +48,8 @@ class JobIn(BaseModel):
     stream: bool = Field(False, description="Send output chunks as events while the job runs.")
     command: CommandIn | None = None
     file: FileIn | None = None
+    plugin: PluginIn | None = None
+    upgrade: UpgradeIn | None = None
 
 
 async def submit_job(call: Call) -> Any:
@@ -55,6 +61,8 @@ async def submit_job(call: Call) -> Any:
         req.command = _command(body, gen.settings.max_output)
     elif body.kind.startswith("file."):
         await file_job(gen, body, req)
+    elif body.kind.startswith(("plugin.", "scout.")):
+        await plugin_job(gen, body, req)
     try:
         job = await gen.jobs.submit(req)
     except (TargetError, TargetNotAllowed) as exc:
