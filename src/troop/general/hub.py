@@ -33,6 +33,24 @@ class TaskEvents(Protocol):
     def on_disconnect(self, hostname: str) -> None: ...
 
 
+class Pace:
+    """At most `rate` admissions a second, evenly spaced: after a General restart the whole fleet
+    dials back (with jitter) and each handshake costs RSA work; spacing them keeps the API and
+    the scouts already back responsive, and any one-second window holds at most rate + 1."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self.interval
+
+
 class ScoutHub:
     def __init__(
         self,
@@ -51,6 +69,7 @@ class ScoutHub:
         self.pending: dict[str, ScoutSession] = {}
         self.events: TaskEvents | None = None
         self.handshake_slots = asyncio.Semaphore(MAX_CONCURRENT_HANDSHAKES)
+        self.handshake_pace = Pace(settings.max_handshake_rate)
         self.drops: Counter[str] = Counter()
         self.on_online: list[Callable[[str], Awaitable[None]]] = []
         self._server: asyncio.Server | None = None

@@ -85,7 +85,7 @@ class ScoutSession:
     # ------------------------------------------------------------ lifecycle
     async def serve(self) -> None:
         try:
-            status = await asyncio.wait_for(self._handshake(), self.hub.settings.handshake_timeout)
+            status = await self._handshake()
             if status == "pending":
                 status = await self._wait_decision()
             if status != "accepted":
@@ -116,18 +116,24 @@ class ScoutSession:
     async def _handshake(self) -> str:
         hello_msg = handshake.server_hello(self.hub.identity, now_ms())
         self.send_clear(hello_msg)
-        kind, body = await self.read_frame()
-        if kind != KIND_CLEAR:
-            raise HandshakeError("expected a clear hello")
-        signed = messages.decode_clear(body)
-        if not isinstance(signed, messages.Signed):
-            raise HandshakeError(f"expected a signed hello, got {type(signed).__name__}")
+        signed = await asyncio.wait_for(self._read_hello(), self.hub.settings.handshake_timeout)
+        # Past the timeout on purpose: waiting in line here is the pace, not a slow scout.
+        await self.hub.handshake_pace.wait()
         async with self.hub.handshake_slots:
             hello, scout_key, session_key = handshake.open_hello(
                 signed, hello_msg.challenge, self.hub.identity, now_ms()
             )
         self.hostname, self.hello, self.scout_key, self.session_key = hello.hostname, hello, scout_key, session_key
         return await self.hub.keys.decide(hello, scout_key)
+
+    async def _read_hello(self) -> messages.Signed:
+        kind, body = await self.read_frame()
+        if kind != KIND_CLEAR:
+            raise HandshakeError("expected a clear hello")
+        signed = messages.decode_clear(body)
+        if not isinstance(signed, messages.Signed):
+            raise HandshakeError(f"expected a signed hello, got {type(signed).__name__}")
+        return signed
 
     async def _wait_decision(self) -> str:
         """A pending scout keeps its connection and learns of the decision on it."""

@@ -66,6 +66,11 @@ class GeneralSettings:
     )
     key_bits: int = setting(3072, "Size of the General's RSA key when it is first generated.", minimum=2048)
     max_frame: int = setting(8 * 1024 * 1024, "Largest frame accepted on the scout port, in bytes.", minimum=65536)
+    max_handshake_rate: float = setting(
+        500.0,
+        "Handshakes per second the General takes at most (RSA work); a fleet reconnecting after a restart waits in line.",
+        minimum=1,
+    )
     handshake_timeout: float = setting(10.0, "Seconds a new scout connection has to finish its handshake.", minimum=0.1)
     tls_cert: str = setting("", "PEM certificate for HTTPS on the API; with tls_key.")
     tls_key: str = setting("", "PEM private key for HTTPS on the API.")
