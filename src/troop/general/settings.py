@@ -68,7 +68,7 @@ class GeneralSettings:
     max_frame: int = setting(8 * 1024 * 1024, "Largest frame accepted on the scout port, in bytes.", minimum=65536)
     max_handshake_rate: float = setting(
         500.0,
-        "Handshakes per second the General takes at most (RSA work); a fleet reconnecting after a restart waits in line.",
+        "Handshakes per second the General takes at most (RSA work); a reconnecting fleet waits in line.",
         minimum=1,
     )
     handshake_timeout: float = setting(10.0, "Seconds a new scout connection has to finish its handshake.", minimum=0.1)
