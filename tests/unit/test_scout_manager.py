@@ -568,7 +568,9 @@ data, zipapp = Path(sys.argv[1]), Path(sys.argv[2])
 store = PluginStore(data / "plugins", [])
 if sys.argv[3:] == ["again"]:  # the restarted scout, as the agent after an accepted handshake
     results = lifecycle.pending_results(data, "9.9.9")
-    (data / "results.json").write_text(json.dumps([msgspec.to_builtins(r) for r in results]))
+    # Written then renamed: the test polls for the file and must never read half of it.
+    (data / "results.tmp").write_text(json.dumps([msgspec.to_builtins(r) for r in results]))
+    (data / "results.tmp").rename(data / "results.json")
     for result in results:
         lifecycle.clear_marker(data, result.task_id)
     sys.exit(0)

@@ -9,14 +9,13 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import sys
 from pathlib import Path
 
 from troop import __version__, logs
+from troop.daemon import run, settings_or_exit, until_stopped
 from troop.errors import ConfigError
 from troop.filemanager.settings import FileManagerSettings
-from troop.settings import load
 
 log = logging.getLogger("troop.filemanager")
 SWEEP_INTERVAL = 3600.0  # seconds between sweeps of abandoned uploads
@@ -35,29 +34,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    try:
-        settings = load(FileManagerSettings, args.config, overrides)
-    except ConfigError as exc:
-        print(f"troop-filemanager: {exc}", file=sys.stderr)
-        sys.exit(2)
-    logs.setup(settings.log_level, settings.log_file)
-    _use_uvloop()
-    try:
-        asyncio.run(_run(settings))
-    except KeyboardInterrupt:
-        pass
-    except (ConfigError, OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        sys.exit(1)
+    settings = settings_or_exit("troop-filemanager", FileManagerSettings, args)
+    run(_run(settings), settings.log_level, settings.log_file, uvloop=True)
 
 
 async def _run(settings: FileManagerSettings) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    server = asyncio.create_task(serve(settings, stop))
+    await until_stopped()
+    stop.set()
+    await server
 
 
 async def serve(settings: FileManagerSettings, stop: asyncio.Event) -> None:

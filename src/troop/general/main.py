@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import sys
+from typing import TYPE_CHECKING
 
-from troop import __version__, logs
-from troop.errors import ConfigError
-from troop.settings import load
+from troop import __version__
+from troop.daemon import run, settings_or_exit, until_stopped
+
+if TYPE_CHECKING:
+    from troop.general.settings import GeneralSettings
 
 log = logging.getLogger("troop.general")
 
@@ -34,45 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     from troop.general.settings import GeneralSettings
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    try:
-        settings = load(GeneralSettings, args.config, overrides)
-    except ConfigError as exc:
-        print(f"troop-general: {exc}", file=sys.stderr)
-        sys.exit(2)
+    settings = settings_or_exit("troop-general", GeneralSettings, args)
     # Keys, tokens and job output live in the data dir: nothing the General writes is for others.
     os.umask(0o077)
-    logs.setup(settings.log_level, settings.log_file)
-    _use_uvloop()
-    try:
-        asyncio.run(_serve(settings))
-    except KeyboardInterrupt:
-        pass
-    except (ConfigError, OSError) as exc:
-        log.error("cannot start: %s", exc)
-        sys.exit(1)
+    run(_serve(settings), settings.log_level, settings.log_file, uvloop=True)
 
 
-async def _serve(settings: object) -> None:
+async def _serve(settings: GeneralSettings) -> None:
     from troop.general.server import General
 
-    general = General(settings)  # type: ignore[arg-type]
+    general = General(settings)
     await general.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     log.info("stopping")
     await general.stop()
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import socket  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
-from troop import __version__, logs  # noqa: E402
+from troop import __version__  # noqa: E402
+from troop.daemon import run, settings_or_exit, until_stopped  # noqa: E402
 from troop.errors import ConfigError  # noqa: E402
-from troop.settings import load  # noqa: E402
+
+if TYPE_CHECKING:
+    from troop.scout.settings import ScoutSettings
 
 log = logging.getLogger("troop.scout")
 
@@ -35,50 +38,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from troop.protocol.handshake import valid_hostname
     from troop.scout.settings import ScoutSettings
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    if args.general:
-        overrides["general"] = args.general
-    try:
-        settings = load(ScoutSettings, args.config, overrides)
-        settings.hostname = settings.hostname or socket.gethostname()
-        if not valid_hostname(settings.hostname):
-            raise ConfigError(f"hostname {settings.hostname!r} is not valid (letters, digits, '-', '.', '_')")
-        if not settings.general:
-            raise ConfigError("no General address given (--general HOST:PORT)")
-    except ConfigError as exc:
-        print(f"troop-scout: {exc}", file=sys.stderr)
-        sys.exit(2)
-    logs.setup(settings.log_level, settings.log_file)
-    try:
-        asyncio.run(_serve(settings))
-    except KeyboardInterrupt:
-        pass
+    settings = settings_or_exit("troop-scout", ScoutSettings, args, _check)
+    run(_serve(settings), settings.log_level, settings.log_file)
 
 
-async def _serve(settings: object) -> None:
+def _check(settings: ScoutSettings) -> None:
+    from troop.protocol.handshake import valid_hostname
+
+    settings.hostname = settings.hostname or socket.gethostname()
+    if not valid_hostname(settings.hostname):
+        raise ConfigError(f"hostname {settings.hostname!r} is not valid (letters, digits, '-', '.', '_')")
+    if not settings.general:
+        raise ConfigError("no General address given (--general HOST:PORT)")
+
+
+async def _serve(settings: ScoutSettings) -> None:
     from troop import blacklist
     from troop.scout.agent import Agent
     from troop.scout.identity import load_or_create_keypair
-    from troop.scout.settings import ScoutSettings
 
-    assert isinstance(settings, ScoutSettings)
     keypair = load_or_create_keypair(settings.data_dir, settings.key_bits)
     local = blacklist.load_blacklist(settings.blacklist_file) if settings.blacklist_file else []
     agent = Agent(settings, keypair, local)
     log.info("scout %s starting (key %s)", settings.hostname, keypair.public.fingerprint)
     task = asyncio.create_task(agent.run())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
-            pass
-    await stop.wait()
+    await until_stopped()
     task.cancel()
 
 
