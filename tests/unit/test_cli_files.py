@@ -1,9 +1,9 @@
 """`troop file push|read|ls`: the grammar, the requests, the rendering, and a streamed upload.
 
-The real General is exercised by the integration tests; the fake API here, built on the
-standard library's http.server (port 0, in a thread) as in test_cli_http.py, only checks
-the client side of the contract: HEAD /files/{sha256} and the streamed PUT /files (headers
-and exact bytes), the POST /jobs bodies, error replies, and how results are shown.
+Against the fake API of fakeapi.py, which checks only the client side of the contract (the
+real General is exercised by the integration tests): HEAD /files/{sha256} and the streamed
+PUT /files (headers and exact bytes), the POST /jobs bodies, error replies, and how results
+are shown.
 """
 
 from __future__ import annotations
@@ -12,60 +12,22 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.fakeapi import JOB_ID, KEEP, MB, TOKEN, FakeApi, Received, result, spawn, troop
 from troop.cli.args import DEFAULT_CMD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_PUSH_TIMEOUT, parse_args
 from troop.cli.main import main
 from troop.cli.render import Style, render_job
 from troop.cli.render_files import human_size, mode_text, mtime_text, render_ls, render_push, render_read
 
-TOKEN = "s3cret"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-MB = 1 << 20
 PLAIN = Style()
 CONTENT = b"listen = 0.0.0.0:80\n"  # 20 bytes
 CONTENT_SHA = hashlib.sha256(CONTENT).hexdigest()
-JOB_ID = "20260101000000abcdef"
-
-
-# --- the fake API ---------------------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any = None
-
-
-@dataclass
-class Received:
-    size: int
-    sha256: str
-    head: bytes  # the first KEEP bytes, for exact comparisons on small files
-
-
-KEEP = 1 << 16
-
-
-def result(state: str, data: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    return {
-        "state": state, "exit_code": None, "stdout": "", "stderr": "",
-        "stdout_truncated": False, "stderr_truncated": False, "error": None,
-        "duration": 0.02, "late": False, "data": data or {}, **kw,
-    }
 
 
 def pushed(action: str = "created", **kw: Any) -> dict[str, Any]:
@@ -74,148 +36,9 @@ def pushed(action: str = "created", **kw: Any) -> dict[str, Any]:
     return result("succeeded", data)
 
 
-@dataclass
-class FakeApi:
-    blobs: set[str] = field(default_factory=set)  # what HEAD /files/{sha} answers 200 for
-    results: dict[str, dict[str, Any]] = field(default_factory=lambda: {"web1": pushed()})
-    seen: list[Seen] = field(default_factory=list)
-    received: Received | None = None
-    limit: int | None = None  # larger uploads get 413
-    refuse_early: bool = False  # answer 413 from Content-Length, without reading the body
-    on_body: Callable[[], None] | None = None  # called once an upload's body is read
-    kind: str = "cmd"  # taken from the POSTed job
-    url: str = ""
-
-    def job(self, state: str = "done") -> dict[str, Any]:
-        hosts = self.results if state == "done" else {h: result("sent") for h in self.results}
-        return {"job": JOB_ID, "kind": self.kind, "state": state, "hosts": hosts}
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        yield {"event": "job", "job": self.job("running")}
-        for name in sorted(self.results):
-            yield {"event": "host", "host": name, **self.results[name]}
-        yield {"event": "done", "job": self.job()}
-
-    def paths(self) -> list[tuple[str, str]]:
-        return [(s.method, s.path) for s in self.seen]
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Server
-
-    def _seen(self, body: Any = None) -> Seen:
-        seen = Seen(self.command, self.path, dict(self.headers), body)
-        self.server.api.seen.append(seen)
-        return seen
-
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {TOKEN}":
-            return True
-        self.reply(401, {"error": "invalid or missing token"})
-        return False
-
-    def do_HEAD(self) -> None:
-        self._seen()
-        if not self._authorized():
-            return
-        sha = self.path.rsplit("/", 1)[-1]
-        self.reply(200 if sha in self.server.api.blobs else 404, None)
-
-    def do_PUT(self) -> None:
-        api = self.server.api
-        self._seen()
-        length = int(self.headers["Content-Length"])
-        too_big = {"error": f"upload of {length} bytes is over the {api.limit}-byte limit"}
-        if api.limit is not None and length > api.limit and api.refuse_early:
-            self.close_connection = True
-            return self.reply(413, too_big)
-        # Read and discard as it arrives (hashing on the way): the fake holds no upload.
-        digest, got, head = hashlib.sha256(), 0, bytearray()
-        while got < length:
-            chunk = self.rfile.read(min(MB, length - got))
-            if not chunk:
-                break
-            digest.update(chunk)
-            got += len(chunk)
-            if len(head) < KEEP:
-                head += chunk[: KEEP - len(head)]
-        api.received = Received(got, digest.hexdigest(), bytes(head))
-        if api.on_body is not None:
-            api.on_body()
-        if not self._authorized():
-            return None
-        if api.limit is not None and got > api.limit:
-            return self.reply(413, too_big)
-        api.blobs.add(api.received.sha256)
-        return self.reply(201, {"sha256": api.received.sha256, "size": got})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        seen = self._seen(json.loads(self.rfile.read(length)) if length else None)
-        if not self._authorized():
-            return
-        api = self.server.api
-        api.kind = seen.body["kind"]
-        self.reply(201, {"job": JOB_ID, "hosts": sorted(api.results), "state": "running"})
-
-    def do_GET(self) -> None:
-        self._seen()
-        if not self._authorized():
-            return
-        api = self.server.api
-        if self.path == f"/api/v1/jobs/{JOB_ID}/events":
-            return self.stream(api.events())
-        if self.path.startswith(f"/api/v1/jobs/{JOB_ID}"):
-            return self.reply(200, api.job())
-        return self.reply(404, {"error": f"no route {self.path}"})
-
-    def reply(self, status: int, body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def stream(self, events: Iterator[Any]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for event in events:
-            data = json.dumps(event).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    api: FakeApi
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # resets from a CLI that hung up early; see test_cli_http.Server
-
-
 @pytest.fixture
-def api() -> Iterator[FakeApi]:
-    server = Server(("127.0.0.1", 0), Handler)
-    server.api = FakeApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    server.api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server.api
-    server.shutdown()
-    server.server_close()
-
-
-def troop(api: FakeApi, *argv: str, token: str = TOKEN) -> int:
-    return main(["--url", api.url, "--token", token, *argv])
+def fake_api() -> FakeApi:
+    return FakeApi(results={"web1": pushed()})
 
 
 @pytest.fixture
@@ -680,11 +503,7 @@ def test_a_200_mb_push_never_holds_the_file_in_memory(api: FakeApi, tmp_path: Pa
         zeros.update(block)
     zeros.update(bytes(size % MB))
 
-    env = {**os.environ, "PYTHONPATH": SRC, "TROOP_URL": api.url, "TROOP_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "troop.cli.main", "file", "push", "web1", str(big), "/srv/big.img"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = spawn(api, "file", "push", "web1", str(big), "/srv/big.img")
     samples: list[int] = []
     # Once the fake has read the whole body the CLI is still waiting for the answer, so its
     # VmHWM then covers the hashing and the whole upload; sampling meanwhile covers the rest.

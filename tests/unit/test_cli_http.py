@@ -1,158 +1,37 @@
-"""The CLI against a tiny fake API over real HTTP.
+"""The CLI against the fake API of fakeapi.py over real HTTP: jobs, keys, tokens, hosts.
 
-The real General is exercised by the integration tests; this fake, built on the standard
-library's http.server (port 0, in a thread), only checks the client side of the contract:
-request paths and bodies, the bearer token, the chunked NDJSON events stream, error replies.
+Checks the client side of the contract only (the real General is exercised by the
+integration tests): request paths and bodies, the bearer token, the chunked NDJSON events
+stream, error replies.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.fakeapi import TOKEN, FakeApi, cmd_result, spawn, troop
 from troop.cli.main import main
-
-TOKEN = "s3cret"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
 
 
 def host(state: str, **kw: Any) -> dict[str, Any]:
-    return {
-        "state": state, "exit_code": None, "stdout": "", "stderr": "",
-        "stdout_truncated": False, "stderr_truncated": False, "error": None,
-        "duration": 0.01, "late": False, **kw,
-    }
-
-
-@dataclass
-class FakeApi:
-    """Routes requests to canned replies; `results` is how each host's job ends."""
-
-    results: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        "web1": host("succeeded", exit_code=0, stdout="up 3 days\n"),
-        "web2": host("succeeded", exit_code=0, stdout="up 9 days\n"),
-    })
-    seen: list[Seen] = field(default_factory=list)
-    routes: dict[tuple[str, str], Callable[[Seen], tuple[int, Any]]] = field(default_factory=dict)
-    output: list[dict[str, Any]] = field(default_factory=list)
-    cut_stream: bool = False  # end the events stream before "done"
-    release: threading.Event | None = None  # hold the stream until set
-    url: str = ""
-    chunk_size: int | None = None  # re-cut the stream into chunks of this many bytes
-
-    def job(self, state: str = "done") -> dict[str, Any]:
-        hosts = self.results if state == "done" else {h: host("sent") for h in self.results}
-        return {"job": 17, "kind": "cmd", "state": state, "created_at": 1.0, "hosts": hosts}
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        yield {"event": "job", "job": self.job("running")}
-        names = sorted(self.results)
-        yield from self.output
-        for i, name in enumerate(names):
-            yield {"event": "host", "host": name, **self.results[name]}
-            if i == 0 and self.release is not None:
-                self.release.wait(10)
-        if not self.cut_stream:
-            yield {"event": "done", "job": self.job()}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Server
-
-    def handle_one(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        seen = Seen(self.command, self.path, dict(self.headers), json.loads(raw) if raw else None)
-        api = self.server.api
-        api.seen.append(seen)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self.reply(401, {"error": "invalid or missing token"})
-        route = seen.path.split("?")[0]
-        if (seen.method, route) in api.routes:
-            return self.reply(*api.routes[(seen.method, route)](seen))
-        if seen.method == "POST" and route == "/api/v1/jobs":
-            return self.reply(201, {"job": 17, "hosts": sorted(api.results), "state": "running"})
-        if route == "/api/v1/jobs/17/events":
-            return self.stream(api.events())
-        if route == "/api/v1/jobs/17":
-            return self.reply(200, api.job())
-        return self.reply(404, {"error": f"no route {route}"})
-
-    do_GET = do_POST = do_DELETE = handle_one
-
-    def reply(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def stream(self, events: Iterator[Any]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        size = self.server.api.chunk_size
-        if size is not None:
-            # Lines split across chunks and several lines in one chunk.
-            blob = b"".join(json.dumps(e).encode() + b"\n" for e in events)
-            events = iter([blob[i : i + size] for i in range(0, len(blob), size)])
-        for event in events:
-            # One event per chunk, flushed, so the client must cope with lines arriving apart.
-            data = event if isinstance(event, bytes) else json.dumps(event).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    api: FakeApi
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The CLI hangs up as soon as it has the "done" event, sometimes while we still write
-        # the closing chunk; the default handler would print that reset into the captured
-        # stderr the tests compare.
-        pass
+    return cmd_result(state, **{"duration": 0.01, **kw})
 
 
 @pytest.fixture
-def api() -> Iterator[FakeApi]:
-    server = Server(("127.0.0.1", 0), Handler)
-    server.api = FakeApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    server.api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server.api
-    server.shutdown()
-    server.server_close()
-
-
-def troop(api: FakeApi, *argv: str, token: str = TOKEN) -> int:
-    return main(["--url", api.url, "--token", token, *argv])
+def fake_api() -> FakeApi:
+    """Job 17, whose hosts web1 and web2 both succeed."""
+    return FakeApi(
+        results={
+            "web1": host("succeeded", exit_code=0, stdout="up 3 days\n"),
+            "web2": host("succeeded", exit_code=0, stdout="up 9 days\n"),
+        },
+        job_id=17,
+        sent=host("sent"),
+    )
 
 
 def test_ping_round_trip(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,11 +226,7 @@ def test_entry_point_in_a_subprocess_prints_hosts_as_they_finish(api: FakeApi) -
     # web1's result is held back by the fake until we have read it from the pipe: proof
     # that the CLI prints (and flushes) each host as its event arrives, not at the end.
     api.release = threading.Event()
-    env = {**os.environ, "PYTHONPATH": SRC, "TROOP_URL": api.url, "TROOP_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "troop.cli.main", "ping", "*"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = spawn(api, "ping", "*")
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "web1  succeeded  exit 0  0.010s\n"

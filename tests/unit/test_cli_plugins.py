@@ -1,181 +1,25 @@
 """`troop plugin pull|list|update|versions|run`: the grammar, the requests, the rendering.
 
-The real General is exercised by the integration tests; the fake API here, built on the
-standard library's http.server (port 0, in a thread) as in test_cli_http.py, only checks the
-client side of the contract: the exact request bodies, error replies, exit statuses and how
-results are shown.  test_cli_scout.py uses the same fake (`serve`).
+Against the fake API of fakeapi.py, which checks only the client side of the contract (the
+real General is exercised by the integration tests): the exact request bodies, error
+replies, exit statuses and how results are shown.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from tests.unit.fakeapi import JOB_ID, TOKEN, FakeApi, result, target, troop
 from troop.cli.args import DEFAULT_CMD_TIMEOUT, DEFAULT_PLUGIN_UPDATE_TIMEOUT, parse_args
 from troop.cli.commands_plugins import error_text, run_body, sort_entries, update_body, version_key
 from troop.cli.main import main
 from troop.cli.render import Style, render_job
 from troop.cli.render_plugins import render_update, render_versions
 
-TOKEN = "s3cret"
-JOB_ID = "20260101000000abcdef"
 PLAIN = Style()
-
-
-# --- the fake API ---------------------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any = None
-
-
-def result(state: str, data: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    return {
-        "state": state, "exit_code": None, "stdout": "", "stderr": "",
-        "stdout_truncated": False, "stderr_truncated": False, "error": None,
-        "duration": 0.02, "late": False, "data": data or {}, **kw,
-    }
-
-
-Route = Callable[[Seen], tuple[int, Any]]
-
-
-@dataclass
-class FakeApi:
-    """Canned replies: `routes` first, then uploads (HEAD/PUT /files) and jobs (POST, events)."""
-
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # how each host ends
-    routes: dict[tuple[str, str], Route] = field(default_factory=dict)
-    blobs: set[str] = field(default_factory=set)  # what HEAD /files/{sha} answers 200 for
-    uploaded: bytes | None = None
-    output: list[dict[str, Any]] = field(default_factory=list)  # output events before hosts
-    seen: list[Seen] = field(default_factory=list)
-    kind: str = "cmd"  # taken from the POSTed job
-    url: str = ""
-
-    def job(self, state: str = "done") -> dict[str, Any]:
-        hosts = self.results if state == "done" else {h: result("sent") for h in self.results}
-        return {"job": JOB_ID, "kind": self.kind, "state": state, "hosts": hosts}
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        yield {"event": "job", "job": self.job("running")}
-        yield from self.output
-        for name in sorted(self.results):
-            yield {"event": "host", "host": name, **self.results[name]}
-        yield {"event": "done", "job": self.job()}
-
-    def paths(self) -> list[tuple[str, str]]:
-        return [(s.method, s.path) for s in self.seen]
-
-    def posted(self) -> Any:
-        """The body of the one job submitted."""
-        (body,) = [s.body for s in self.seen if (s.method, s.path) == ("POST", "/api/v1/jobs")]
-        return body
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Server
-
-    def handle_one(self) -> None:
-        api = self.server.api
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        is_json = self.headers.get("Content-Type") == "application/json"
-        seen = Seen(self.command, self.path, dict(self.headers), json.loads(raw) if is_json else None)
-        api.seen.append(seen)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self.reply(401, {"error": "invalid or missing token"})
-        if (seen.method, seen.path) in api.routes:
-            return self.reply(*api.routes[(seen.method, seen.path)](seen))
-        if seen.method == "HEAD" and seen.path.startswith("/api/v1/files/"):
-            return self.reply(200 if seen.path.rsplit("/", 1)[-1] in api.blobs else 404, None)
-        if (seen.method, seen.path) == ("PUT", "/api/v1/files"):
-            api.uploaded = raw
-            sha = hashlib.sha256(raw).hexdigest()
-            api.blobs.add(sha)
-            return self.reply(201, {"sha256": sha, "size": len(raw)})
-        if (seen.method, seen.path) == ("POST", "/api/v1/jobs"):
-            api.kind = seen.body["kind"]
-            return self.reply(201, {"job": JOB_ID, "hosts": sorted(api.results), "state": "running"})
-        if seen.path == f"/api/v1/jobs/{JOB_ID}/events":
-            return self.stream(api.events())
-        if seen.path.startswith(f"/api/v1/jobs/{JOB_ID}"):
-            return self.reply(200, api.job())
-        return self.reply(404, {"error": f"no route {seen.path}"})
-
-    do_GET = do_POST = do_PUT = do_HEAD = handle_one
-
-    def reply(self, status: int, body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def stream(self, events: Iterator[Any]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for event in events:
-            data = json.dumps(event).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    api: FakeApi
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # resets from a CLI that hung up early; see test_cli_http.Server
-
-
-@contextmanager
-def serve() -> Iterator[FakeApi]:
-    server = Server(("127.0.0.1", 0), Handler)
-    server.api = FakeApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    server.api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield server.api
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApi]:
-    with serve() as fake:
-        yield fake
-
-
-def troop(api: FakeApi, *argv: str, token: str = TOKEN) -> int:
-    return main(["--url", api.url, "--token", token, *argv])
-
-
-def target(hosts: str = "web*", **kw: Any) -> dict[str, Any]:
-    return {"hosts": hosts, "os": None, "tags": [], "one": False, **kw}
 
 
 # --- the command line -----------------------------------------------------------------------

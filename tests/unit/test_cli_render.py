@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.fakeapi import cmd_result as result
 from troop.cli.commands_jobs import follow, report
 from troop.cli.console import Console
 from troop.cli.render import (
@@ -26,15 +27,6 @@ PLAIN = Style()
 class FakeTty(io.StringIO):
     def isatty(self) -> bool:
         return True
-
-
-def result(state: str, **kw: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "state": state, "exit_code": None, "stdout": "", "stderr": "",
-        "stdout_truncated": False, "stderr_truncated": False, "error": None,
-        "duration": None, "late": False,
-    }
-    return base | kw
 
 
 JOB: dict[str, Any] = {

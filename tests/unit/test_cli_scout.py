@@ -1,9 +1,8 @@
 """`troop scout list|restart|stop|upgrade`: the grammar, the requests, the rendering.
 
-The real General is exercised by the integration tests; the fake API (test_cli_plugins.serve,
-on the standard library's http.server) only checks the client side of the contract: the
-exact requests (the wheel upload included), error replies, exit statuses and how results
-are shown.
+Against the fake API of fakeapi.py, which checks only the client side of the contract (the
+real General is exercised by the integration tests): the exact requests (the wheel upload
+included), error replies, exit statuses and how results are shown.
 """
 
 from __future__ import annotations
@@ -11,28 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.test_cli_plugins import JOB_ID, PLAIN, TOKEN, FakeApi, result, serve, target, troop
+from tests.unit.fakeapi import JOB_ID, TOKEN, FakeApi, result, target, troop
 from troop.cli.args import DEFAULT_RESTART_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT, parse_args
 from troop.cli.commands_scout import plugins_text, scout_state
 from troop.cli.main import main
 from troop.cli.render import Style, render_job
 from troop.cli.render_plugins import render_restart, render_upgrade
 
+PLAIN = Style()
 WHEEL_NAME = "troopstack-0.2.0-py3-none-any.whl"
 WHEEL = b"PK\x03\x04 not really a zip, but bytes all the same\n"
 WHEEL_SHA = hashlib.sha256(WHEEL).hexdigest()
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApi]:
-    with serve() as fake:
-        yield fake
 
 
 @pytest.fixture
