@@ -50,6 +50,7 @@ CONNECT_TIMEOUT = 2  # seconds for one TCP + INFO/CONNECT attempt (nats-py takes
 FIRST_CONNECT_WAIT = 1  # seconds between attempts of nats-py's first-connect loop
 PING_INTERVAL = 5  # two unanswered pings mark a silently dead link in 10-15 s (nats-py's default: 4 min)
 FLUSH_TIMEOUT = 2  # seconds subscribe() waits for the server to confirm the interest
+SETTLE_TURNS = 100  # event-loop turns subscribe() gives nats-py's flusher before its round trip
 START_WAIT = 2.0  # seconds start() waits for a first connection before going on disconnected
 ERROR_LOG_REPEAT = 60.0  # the same connection error is logged at warning once a minute, else debug
 
@@ -71,11 +72,11 @@ def parse_servers(url: str) -> list[str]:
     for server in servers:
         parts = urlsplit(server)
         try:
-            ok = parts.scheme in ("nats", "tls") and bool(parts.hostname) and parts.port is not None
+            ok = parts.scheme in ("nats", "tls") and bool(parts.hostname) and (parts.port or 4222) > 0
         except ValueError:  # a port that is not a number
             ok = False
         if not ok:
-            raise ConfigError(f"bus URL {redact(server)!r}: expected nats://HOST:PORT or tls://HOST:PORT")
+            raise ConfigError(f"bus URL {redact(server)!r}: expected nats://HOST[:PORT] or tls://HOST[:PORT]")
     return servers
 
 
@@ -117,6 +118,8 @@ class _NatsSub(Subscription):
         self.client = nc
         # nats-py runs `cb` in one task per subscription, one message at a time: the order we promise.
         self._nats = await nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_msg)
+        if self.closed:  # unsubscribed while the SUB was on its way
+            await self._drop()
 
     async def _on_msg(self, msg: Msg) -> None:
         if self.closed:
@@ -176,8 +179,8 @@ class NatsBus(Bus):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._connect_task is not None:
-            raise BusError("the bus is already started")
+        if self._connect_task is not None or self._closing:
+            raise BusError("a NatsBus starts once; make a new one after close()")
         task = self._connect_task = self._spawn_connect(0.0)
         await asyncio.wait({task}, timeout=self._start_wait)
         if task.done():
@@ -234,7 +237,8 @@ class NatsBus(Bus):
         try:
             while pending := [sub for sub in self._subs if sub.client is not nc]:
                 for sub in pending:
-                    await sub.attach(nc)
+                    if not sub.closed:
+                        await sub.attach(nc)
         except nats_errors.Error as exc:
             log.warning("bus subscriptions not attached (%r); the client closed and starts over", exc)
             return
@@ -361,6 +365,13 @@ class NatsBus(Bus):
 
     async def _settle(self, nc: Client) -> None:
         """Round trip to the server, so a subscription is live there when subscribe() returns."""
+        # nats-py writes flush()'s PING straight to the socket, ahead of commands still queued
+        # for its flusher task, so a PONG alone does not prove a new SUB arrived (it missed about
+        # 1 in 40 here). Let the flusher write what is queued first; it needs a loop turn or two.
+        for _ in range(SETTLE_TURNS):
+            if not nc.is_connected or nc.pending_data_size == 0:
+                break
+            await asyncio.sleep(0)
         if nc.is_connected:
             with contextlib.suppress(nats_errors.Error):
                 await nc.flush(FLUSH_TIMEOUT)
