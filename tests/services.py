@@ -28,6 +28,25 @@ class Postgres:
     url: str
     proc: subprocess.Popen[bytes]
     root: str
+    argv: list[str] | None = None
+
+    def kill(self) -> None:
+        """An outage: the server dies at once, as on a crash."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> None:
+        """Start the same server again (same data, same port) after kill()."""
+        assert self.argv is not None
+        user = pwd.getpwnam("postgres")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.root, "log"), "ab"),
+            preexec_fn=_as_user(user) if os.getuid() == 0 else None,
+        )
+        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        _wait_port(port, self.proc, 30)
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client.
@@ -59,30 +78,44 @@ def start_postgres() -> Postgres:
     os.chown(root, user.pw_uid, user.pw_gid)
     data = os.path.join(root, "data")
     as_postgres = _as_user(user) if os.getuid() == 0 else None
-    subprocess.run([f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
-                   check=True, capture_output=True, preexec_fn=as_postgres)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [f"{bindir}/postgres", "-D", data, "-k", root, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "wb"), preexec_fn=as_postgres,
+    subprocess.run(
+        [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+        preexec_fn=as_postgres,
     )
-    deadline = time.monotonic() + 30
+    port = _free_port()
+    argv = [f"{bindir}/postgres", "-D", data, "-k", root, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "wb"), preexec_fn=as_postgres
+    )
+    try:
+        _wait_port(port, proc, 30)
+    except RuntimeError:
+        log = open(os.path.join(root, "log"), errors="replace").read()[-2000:]
+        proc.kill()
+        raise RuntimeError(f"PostgreSQL did not start: {log}") from None
+    return Postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", proc, root, argv)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return Postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", proc, root)
+            return
         except OSError:
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
-    log = open(os.path.join(root, "log"), errors="replace").read()[-2000:]
-    proc.kill()
-    raise RuntimeError(f"PostgreSQL did not start: {log}")
+    raise RuntimeError("the server did not open its port")
 
 
 def _as_user(user: pwd.struct_passwd):  # type: ignore[no-untyped-def]
     def switch() -> None:
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)
+
     return switch

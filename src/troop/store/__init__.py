@@ -6,5 +6,6 @@ lone General, PostgreSQL (``postgresql+asyncpg://...``) shared by several.
 
 from troop.store.rows import AuditRow, DeniedKeyRow, HostRow, JobHostRow, JobRow, TokenRow
 from troop.store.store import Store
+from troop.store.store_base import StoreUnavailable
 
-__all__ = ["AuditRow", "DeniedKeyRow", "HostRow", "JobHostRow", "JobRow", "Store", "TokenRow"]
+__all__ = ["AuditRow", "DeniedKeyRow", "HostRow", "JobHostRow", "JobRow", "Store", "StoreUnavailable", "TokenRow"]

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from troop.errors import ConfigError
+from troop.errors import ConfigError, TroopError
 
 R = TypeVar("R")
 
@@ -42,6 +42,7 @@ SQLITE_PRAGMAS = (
 )
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+STORE_TIMEOUT = 5.0  # seconds to get a PostgreSQL connection before the call fails
 
 Upsert = sqlite.Insert | postgresql.Insert
 
@@ -83,8 +84,12 @@ def make_engine(url: str) -> AsyncEngine:
         if not _is_memory(db) and db is not None and not db.startswith("file:"):
             Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
     else:
-        # Scale-out: survive a PostgreSQL restart or fail-over without a General restart.
+        # Scale-out: survive a PostgreSQL restart or fail-over without a General restart, and
+        # while it is down fail within seconds (the API answers 503) instead of hanging.
         kw["pool_pre_ping"] = True
+        kw["pool_timeout"] = STORE_TIMEOUT
+        if parsed.get_driver_name() == "asyncpg":
+            kw["connect_args"] = {"timeout": STORE_TIMEOUT, "command_timeout": 4 * STORE_TIMEOUT}
     try:
         engine = create_async_engine(parsed, **kw)
     except (NoSuchModuleError, ImportError) as exc:
@@ -123,7 +128,7 @@ class StoreBase:
         async with contextlib.AsyncExitStack() as stack:
             if self._read_lock is not None:
                 await stack.enter_async_context(self._read_lock)
-            yield await stack.enter_async_context(self._engine.connect())
+            yield await _connected(stack, self._engine.connect())
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -131,13 +136,26 @@ class StoreBase:
         async with contextlib.AsyncExitStack() as stack:
             if self._write_lock is not None:
                 await stack.enter_async_context(self._write_lock)
-            yield await stack.enter_async_context(self._writer.begin())
+            yield await _connected(stack, self._writer.begin())
 
     def _upsert(self, table: sa.Table) -> Upsert:
         """INSERT with the dialect's ON CONFLICT support (same API on both dialects)."""
         if self._dialect == "sqlite":
             return sqlite.insert(table)
         return postgresql.insert(table)
+
+
+class StoreUnavailable(TroopError):
+    """The database cannot be reached now; callers answer 503 and try again later."""
+
+
+async def _connected(stack: contextlib.AsyncExitStack, acquire: Any) -> AsyncConnection:
+    # Foreign errors stop here: a refused or timed-out connection is one error the General knows.
+    try:
+        conn: AsyncConnection = await stack.enter_async_context(acquire)
+    except (OSError, TimeoutError, sa.exc.TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise StoreUnavailable(f"the store is unavailable: {str(exc).splitlines()[0][:200]}") from exc
+    return conn
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as StoreTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +18,7 @@ from troop import __version__
 from troop.general.api import files, jobs, keys, openapi, plugins, tokens
 from troop.general.api.endpoint import ApiError, Call, Endpoint
 from troop.general.auth import AuthError
+from troop.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from troop.general.server import General
@@ -58,6 +61,9 @@ def create_app(general: General | None) -> Starlette:
             ApiError: _error,
             AuthError: _error,
             HTTPException: _http_error,
+            DBAPIError: _store_down,
+            StoreTimeout: _store_down,
+            StoreUnavailable: _store_down,
             Exception: _internal_error,
         },
     )
@@ -74,6 +80,17 @@ async def _error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _store_down(request: Request, exc: Exception) -> Response:
+    """The store is unreachable: a clear 503 now, not a hang and not a 500. Recovery needs
+    nothing: the pool checks each connection before use."""
+    log.error("store unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:200])
+    return JSONResponse(
+        {"error": "the store (database) is unavailable; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
