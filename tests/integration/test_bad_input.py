@@ -13,62 +13,12 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import run_json
+from tests.security.rawscout import RawScout
 from troop.localfleet import Fleet
-from troop.protocol import handshake, messages
+from troop.protocol import messages
 from troop.protocol.channel import SCOUT_TO_GENERAL, SealedChannel, now_ms
 from troop.protocol.crypto import KeyPair, new_session_key
-from troop.protocol.frames import KIND_CLEAR, KIND_SEALED, FrameDecoder, encode_frame
-
-
-class RawScout:
-    """A scout written by hand from the protocol package, so a test can misbehave on purpose."""
-
-    def __init__(self, port: int, hostname: str, key: KeyPair) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.decoder = FrameDecoder()
-        self.frames: list[Any] = []
-        self.hostname, self.key = hostname, key
-
-    def read(self) -> tuple[int, bytes]:
-        while not self.frames:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed")
-            self.frames.extend(self.decoder.feed(data))
-        return self.frames.pop(0)
-
-    def handshake(self) -> tuple[messages.Welcome, SealedChannel]:
-        _, body = self.read()
-        hello = messages.decode_clear(body)
-        assert isinstance(hello, messages.ServerHello)
-        self.c = new_session_key()
-        signed, nonce = handshake.build_hello(
-            self.key, self.hostname, messages.Facts(os="linux"), hello, self.c, now_ms()
-        )
-        self.sock.sendall(encode_frame(KIND_CLEAR, messages.encode(signed)))
-        _, body = self.read()
-        from troop.protocol.crypto import PublicKey
-
-        signed_welcome = messages.decode_clear(body)
-        assert isinstance(signed_welcome, messages.Signed)
-        welcome, g2s = handshake.open_welcome(
-            signed_welcome, PublicKey.from_der(hello.general_key), nonce, self.key, self.hostname
-        )
-        channel = SealedChannel(
-            self.hostname, SCOUT_TO_GENERAL, self.c, g2s or new_session_key(), recv_key_id=welcome.key_id
-        )
-        return welcome, channel
-
-    def closed_by_peer(self, timeout: float = 5.0) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                if not self.sock.recv(65536):
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except TimeoutError:
-            return False
+from troop.protocol.frames import KIND_SEALED, encode_frame
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from troop.errors import ConfigError
 from troop.store import (
@@ -28,6 +28,7 @@ from troop.store import (
     JobHostRow,
     JobRow,
     Store,
+    StoreUnavailable,
     TokenRow,
     store_hosts,
     store_jobs,
@@ -520,7 +521,7 @@ async def test_repr_hides_password() -> None:
 async def test_ping_raises_when_database_is_down() -> None:
     s = await Store.open("postgresql+asyncpg://troop@127.0.0.1:1/troop", migrate=False)
     try:
-        with pytest.raises((OSError, DBAPIError)):
+        with pytest.raises(StoreUnavailable):
             await s.ping()
     finally:
         await s.close()

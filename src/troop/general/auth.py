@@ -42,9 +42,10 @@ class Caller:
 
 
 class AuthError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, token_name: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.token_name = token_name  # set when a real (revoked or expired) token was used
 
 
 class TokenService:
@@ -109,9 +110,9 @@ class TokenService:
             raise AuthError(401, "invalid token")
         now = datetime.now(UTC)
         if row.revoked_at is not None:
-            raise AuthError(401, "token revoked")
+            raise AuthError(401, "token revoked", token_name=row.name)
         if row.expires_at is not None and row.expires_at <= now:
-            raise AuthError(401, "token expired")
+            raise AuthError(401, "token expired", token_name=row.name)
         await self._touch(row.id, now)
         return Caller(token_id=row.id, name=row.name, role=row.role, targets=row.targets)
 

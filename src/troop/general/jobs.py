@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -26,7 +27,7 @@ from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
 from troop.general.targeting import Target, name_matches, resolve
 from troop.protocol import messages
-from troop.store import JobHostRow, Store
+from troop.store import JobHostRow, Store, StoreUnavailable
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
@@ -223,11 +224,12 @@ class JobManager:
     def _apply_result(self, host: HostState, msg: messages.Result, *, late: bool) -> None:
         cap = self.settings.max_output
         host.state = msg.state if msg.state in RESULT_STATES else "failed"
-        host.exit_code = msg.exit_code
+        # Everything below came from a scout: keep only what the store and JSON can hold.
+        host.exit_code = msg.exit_code if msg.exit_code is not None and -(2**31) <= msg.exit_code < 2**31 else None
         host.stdout, host.stdout_truncated = msg.stdout[:cap], msg.stdout_truncated or len(msg.stdout) > cap
         host.stderr, host.stderr_truncated = msg.stderr[:cap], msg.stderr_truncated or len(msg.stderr) > cap
         host.error = msg.error if msg.state in RESULT_STATES else f"scout sent an unknown state {msg.state[:32]!r}"
-        host.duration = msg.duration
+        host.duration = msg.duration if math.isfinite(msg.duration) and msg.duration >= 0 else None
         host.data = jsonable_data(msg.data)
         host.late = late
         host.final = host.has_result = True
@@ -263,13 +265,15 @@ class JobManager:
         self._spawn(self._finish(job))
 
     async def _finish(self, job: Job) -> None:
-        if job.state == "done" and job.finished_at is not None:
+        if job.finishing or job.done.is_set():
             return
-        job.state, job.finished_at = "done", utcnow()
+        job.finishing, job.finished_at = True, utcnow()
         if job.timer is not None:
             job.timer.cancel()
+        # Stored first, reported second: nothing a caller is told is done can be lost.
         await self._flush()
         await self.store.finish_job(job.id, job.finished_at)
+        job.state = "done"
         self.active.pop(job.id, None)
         self._remember(job)
         job.done.set()
@@ -291,10 +295,28 @@ class JobManager:
             rows, self._dirty = list(self._dirty.values()), {}
             try:
                 await self.store.save_job_hosts(rows)
-            except Exception:
+            except StoreUnavailable:
                 for row in rows:  # keep them for the next try, unless superseded meanwhile
                     self._dirty.setdefault((row.job_id, row.hostname), row)
                 raise
+            except Exception:
+                await self._save_one_by_one(rows)
+
+    async def _save_one_by_one(self, rows: list[JobHostRow]) -> None:
+        """A batch the store refused: save what it takes; a row it never takes is logged and dropped,
+        so one bad row cannot hold back every other job's results."""
+        for row in rows:
+            try:
+                await self.store.save_job_hosts([row])
+            except StoreUnavailable:
+                self._dirty.setdefault((row.job_id, row.hostname), row)
+            except Exception as exc:
+                log.error(
+                    "dropped a result the store refused",
+                    extra={
+                        "fields": {"job": row.job_id, "host": row.hostname, "why": f"{type(exc).__name__}: {exc}"[:200]}
+                    },
+                )
 
     async def _flusher(self) -> None:
         while True:
@@ -332,7 +354,7 @@ class JobManager:
         return Job.from_rows(*found) if found else None
 
     async def wait(self, job: Job, seconds: float) -> None:
-        if job.state != "done":
+        if not job.done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.done.wait(), seconds)
 
@@ -354,9 +376,12 @@ class JobManager:
 
 
 def jsonable_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Result data as the store and the API keep it: bytes become base64 (and text if UTF-8)."""
+    """Result data as the store and the API keep it: bytes become base64 (and text if UTF-8),
+    at any depth; what JSON cannot hold (NaN, timestamps, extension types) is dropped or
+    turned into text, so one odd result can never stop results being stored."""
     out: dict[str, Any] = {}
     for key, value in data.items():
+        key = str(key)
         if isinstance(value, bytes):
             out[f"{key}_base64"] = base64.b64encode(value).decode()
             if key == "content":
@@ -365,8 +390,28 @@ def jsonable_data(data: dict[str, Any]) -> dict[str, Any]:
                 except UnicodeDecodeError:
                     out["text"] = None
         else:
-            out[key] = value
+            out[key] = _jsonable(value, depth=0)
     return out
+
+
+def _jsonable(value: Any, depth: int) -> Any:
+    if depth > 32:
+        return None
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return None
 
 
 def _job_id() -> str:

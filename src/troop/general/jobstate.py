@@ -95,6 +95,7 @@ class Job:
     created_at: datetime
     stream: bool = False
     state: str = "running"
+    finishing: bool = False  # rows being committed; "done" only once they are
     finished_at: datetime | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)

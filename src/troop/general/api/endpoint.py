@@ -100,7 +100,16 @@ class Endpoint:
 async def _authorize(general: General, request: Request, role: str | None) -> Caller:
     if role is None:
         return Caller(token_id="", name="anonymous", role="viewer", targets=None)
-    caller = await general.tokens.check(request.headers.get("authorization"))
+    try:
+        caller = await general.tokens.check(request.headers.get("authorization"))
+    except AuthError as exc:
+        # A known token that no longer works is audited; unknown ones are not, so that
+        # anonymous callers cannot flood the audit table.
+        if exc.token_name is not None:
+            await general.store.audit(
+                exc.token_name, f"denied {request.method} {request.url.path}", "", False, {"error": str(exc)}
+            )
+        raise
     if not role_at_least(caller.role, role):
         await general.store.audit(
             caller.name, f"denied {request.method} {request.url.path}", "", False, {"role": caller.role, "needs": role}
