@@ -37,7 +37,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 # Troop vs SaltStack vs Ansible on the same namespace hosts, then memory and the 10,000-scout
-# swarm (about 45 minutes; root). Installs what it needs under bench/work/ (salt, ansible and
+# swarm (about 30 minutes; root). Installs what it needs under bench/work/ (salt, ansible and
 # tools venvs) and openssh-server via apt-get if missing. Not part of `make test`.
 #   make bench SCENARIOS=ping,cmd TOOLS=troop,salt RUNS=5   (a subset skips the scale part)
 #   make bench BENCH_ARGS="--no-scale"                      (see python bench/run.py --help)

@@ -41,11 +41,11 @@ def main(src: str, dst: str) -> int:
         if not xs:
             continue
         bars = ax.bar(xs, ys, width, label=label, color=colour, yerr=[lo, hi], capsize=2, ecolor="#444")
-        for bar, y in zip(bars, ys, strict=True):
+        for bar, y, up in zip(bars, ys, hi, strict=True):
             text = f"{y:.2f}" if y < 10 else f"{y:.0f}"
             ax.annotate(
                 text,
-                (bar.get_x() + bar.get_width() / 2, y),
+                (bar.get_x() + bar.get_width() / 2, y + up),
                 ha="center",
                 va="bottom",
                 fontsize=6.5,

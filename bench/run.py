@@ -1,6 +1,6 @@
 """`make bench`: Troop vs SaltStack vs Ansible on the same hosts, side by side, in one run.
 
-    .venv/bin/python bench/run.py                       # everything (about 40 minutes)
+    .venv/bin/python bench/run.py                       # everything (about 30 minutes)
     .venv/bin/python bench/run.py --scenario ping --tool troop
     make bench SCENARIOS=ping,cmd TOOLS=troop,salt RUNS=5
 
@@ -22,6 +22,7 @@ the same for a run that was killed).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -76,8 +77,11 @@ def make_inputs(root: Path) -> dict[str, Any]:
     small = files / "small.txt"
     small.write_bytes(b"hello from troop 123\n")  # 21 bytes, as in the seed's table
     assert small.stat().st_size == 21
-    mid = files / "30k.bin"
-    mid.write_bytes(os.urandom(30 * 1024))
+    # 30 KB of text (random, base64 lines): salt-cp is meant for text files and fails on binary ones.
+    mid = files / "30k.txt"
+    text = base64.encodebytes(os.urandom(30 * 1024))[: 30 * 1024 - 1] + b"\n"
+    mid.write_bytes(text)
+    assert mid.stat().st_size == 30 * 1024
     read = files / "read.txt"
     read.write_text("troop bench read 42\n")
     script = files / "sleep5.sh"
@@ -215,6 +219,7 @@ def run_tool(
                 lambda spec=spec: clean_outputs(spec),
             )
             res[s][name]["command"] = _cmdline(tool, s, spec, n)
+            res[s][name]["load_after"] = round(os.getloadavg()[0], 2)  # was the machine busy?
             _report(name, s, res[s][name])
             if name == "troop" and not args.no_api:
                 res[s]["troop_api"] = measure(
@@ -291,7 +296,7 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
 
     def med(s: str, tool: str) -> float | None:
         r = res.get(s, {}).get(tool)
-        return r.get("median") if r and r.get("status") != "failed" else None
+        return r.get("median") if r and r.get("status") == "ok" else None  # every host, every run
 
     for s in SHORT:
         t = med(s, "troop")
@@ -300,7 +305,11 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             if t is None or o is None:
                 if s in res:
                     found.append(
-                        {"target": f"{s}: Troop >= {factor}x faster than {other}", "met": None, "value": "not measured"}
+                        {
+                            "target": f"{s}: Troop >= {factor}x faster than {other}",
+                            "met": None,
+                            "value": "not measured, or some host failed",
+                        }
                     )
                 continue
             ratio = o / t
@@ -318,7 +327,9 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                 {
                     "target": f"{s}: Troop <= {limit:.2f} s",
                     "met": None if t is None else t <= limit,
-                    "value": "not measured" if t is None else f"{t:.3f} s",
+                    "value": "not measured, or some host failed"
+                    if t is None
+                    else f"CLI {t:.3f} s (API {fmt_med(res[s].get('troop_api'))})",
                 }
             )
     scout, minion = mem.get("scout", {}), mem.get("salt_minion", {})
@@ -358,13 +369,14 @@ def fmt(r: dict[str, Any] | None) -> str:
         return "-"
     if r.get("status") == "failed":
         return f"failed: {r.get('reason', '')[:80]}"
-    return f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f}) {r['ok']}/{r['total']}"
+    rerun = " (rerun)" if r.get("rerun") else ""
+    return f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f}) {r['ok']}/{r['total']}{rerun}"
 
 
 def ratio(res: dict[str, Any], s: str, tool: str) -> str:
     t, o = res[s].get("troop"), res[s].get(tool)
-    if not t or not o or t.get("median") is None or o.get("median") is None:
-        return "-"
+    if not t or not o or t.get("status") != "ok" or o.get("status") != "ok":
+        return "-"  # not when some host failed: a failed run is often a fast one
     return f"{o['median'] / t['median']:.1f}x"
 
 
@@ -447,15 +459,23 @@ def render_md(out: dict[str, Any], png: str | None) -> str:
             lines += [
                 "",
                 f"Where the General's time goes at {max(map(int, swarm['counts'])):,} scouts "
-                f"(py-spy, {prof['samples']} samples over {len(prof['pings_while_profiled'])} pings "
-                f"taking {', '.join(f'{x:.2f}' for x in prof['pings_while_profiled'])} s; {threads}). "
-                "Inclusive: samples with that Troop function on the stack; self: samples in that function:",
+                f"(py-spy, {prof['samples']} samples over {len(prof['pings_while_profiled'])} extra pings "
+                f"taking {', '.join(f'{x:.2f}' for x in prof['pings_while_profiled'])} s under the profiler; "
+                f"{threads}):",
                 "",
-                "| Troop function (inclusive) | % | any function (self) | % |",
+                "| part of the General | % of samples |",
+                "|---|---|",
+            ]
+            lines += [f"| {name} | {p} |" for name, p in prof.get("buckets_pct", [])]
+            lines += [
+                "",
+                "| Troop function (inclusive: on the stack) | % | any function (self: running) | % |",
                 "|---|---|---|---|",
             ]
             for (a, pa), (b, pb) in zip(prof["inclusive_pct"][:15], prof["self_pct"][:15], strict=False):
                 lines.append(f"| `{a}` | {pa} | `{b}` | {pb} |")
+        elif prof:
+            lines += ["", f"Profile: failed: {prof.get('reason')}"]
     elif swarm.get("status") == "failed":
         lines += ["", f"Swarm: failed: {swarm.get('reason')}"]
     tg = out.get("targets", [])
@@ -464,12 +484,18 @@ def render_md(out: dict[str, Any], png: str | None) -> str:
         for t in tg:
             met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
             lines.append(f"| {t['target']} | {met} | {t['value']} |")
+    for r in out.get("reruns", []):
+        lines += ["", f"Rerun {r['date']} (`{r['command']}`) replaced: {', '.join(r['replaced']) or 'nothing'}."]
     failures = out.get("failures", [])
     if failures:
         lines += ["", "## Failed steps", ""] + [f"- {f}" for f in failures]
     if png:
         lines += ["", f"![chart]({png})"]
     return "\n".join(lines) + "\n"
+
+
+def fmt_med(r: dict[str, Any] | None) -> str:
+    return f"{r['median']:.3f} s" if r and r.get("median") is not None else "-"
 
 
 def fmt_load(load: Any) -> str:
@@ -512,6 +538,12 @@ def main() -> int:
     p.add_argument("--loopback", action="store_true", help="do not use namespaces (127.0.0.x hosts)")
     p.add_argument("--no-install", action="store_true", help="do not install anything (report what is missing)")
     p.add_argument("--name", help="results file name (default: the UTC date)")
+    p.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a subset run (--scenario/--tool) updates its figures in an existing results file of the same name",
+    )
     args = p.parse_args()
     scenarios = _pick(args.scenarios, SCENARIOS, "scenario")
     tools = _pick(args.tools, TOOLS, "tool")
@@ -603,10 +635,13 @@ def main() -> int:
     out.setdefault("machine", {"network": "not set up"})
     out["machine"]["load_at_end"] = os.getloadavg()
     out["seconds"] = round(time.monotonic() - started)
-    out["targets"] = targets(out)
     RESULTS.mkdir(exist_ok=True)
     name = args.name or datetime.now(UTC).strftime("%Y-%m-%d")
     jpath, mpath, ppath = RESULTS / f"{name}.json", RESULTS / f"{name}.md", RESULTS / f"{name}.png"
+    if (args.scenarios or args.tools) and args.merge and jpath.exists():
+        out = merge(json.loads(jpath.read_text()), out)
+        log(f"merged into the earlier {jpath.name} (pass --no-merge or --name to keep it apart)")
+    out["targets"] = targets(out)
     jpath.write_text(json.dumps(out, indent=2) + "\n")
     problem = chart(jpath, ppath)
     if problem:
@@ -616,6 +651,27 @@ def main() -> int:
     print(mpath.read_text())
     log(f"written {jpath}, {mpath}" + ("" if problem else f", {ppath}") + f" in {out['seconds']} s")
     return 130 if interrupted else 0
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A subset rerun replaces its own figures in the day's results and keeps the others."""
+    replaced = []
+    for s in SCENARIOS:
+        for tool, fig in new["scenarios"].get(s, {}).items():
+            old["scenarios"].setdefault(s, {})[tool] = {**fig, "rerun": new["date"]}
+            replaced.append(f"{s}/{tool}")
+    old["scenarios"] = {s: old["scenarios"][s] for s in SCENARIOS if s in old["scenarios"]}
+    for key, value in new.get("memory", {}).items():
+        old.setdefault("memory", {})[key] = {**value, "rerun": new["date"]}
+    for tool, info in new.get("tools", {}).items():
+        old.setdefault("tools", {}).setdefault(tool, {}).update(info)
+    if "swarm" in new:
+        old["swarm"] = new["swarm"]
+    old.setdefault("failures", []).extend(f"rerun {new['date']}: {f}" for f in new.get("failures", []))
+    old.setdefault("reruns", []).append(
+        {"date": new["date"], "command": new["command"], "replaced": replaced, "machine": new.get("machine", {})}
+    )
+    return old
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -469,12 +469,24 @@ class SwarmBench:
             self.procs.stop([self.general], timeout=20)
 
 
+# Coarse buckets for the profile, first match wins (substrings of the collapsed stacks).
+BUCKETS = [
+    ("Job.all_final: every result rescans all hosts of the job (O(n^2))", ("Job.all_final",)),
+    ("job store: SQLAlchemy + SQLite (create_job, save_job_hosts)", ("sqlalchemy/", "troop/store/", "aiosqlite/")),
+    ("API: request, JSON response", ("troop/general/api/", "starlette/", "uvicorn/", "json/")),
+    ("job bookkeeping: submit/dispatch/ack/result/mark", ("troop/general/jobs.py", "troop/general/jobstate.py")),
+    ("sealing/opening frames (AES-GCM, msgspec)", ("troop/protocol/crypto.py", "troop/protocol/channel.py")),
+    ("scout connections: frame reads/writes, asyncio streams", ("troop/general/session.py", "asyncio/streams.py")),
+]
+
+
 def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
     """py-spy raw (collapsed) stacks -> where the samples are: per thread, per Troop function
     (inclusive), per function of any module (self)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
@@ -484,6 +496,8 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         total += count
         frames = stack.split(";")
         threads["sqlite thread (aiosqlite)" if "_connection_worker_thread" in stack else "event loop"] += count
+        bucket = next((name for name, keys in BUCKETS if any(k in stack for k in keys)), "other (event loop, idle-ish)")
+        buckets[bucket] += count
         for f in {_short(f) for f in frames}:
             if "troop/" in f:
                 inclusive[f] += count
@@ -495,6 +509,7 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
     return {
         "samples": total,
         "threads_pct": pct(threads),
+        "buckets_pct": pct(buckets),
         "inclusive_pct": pct(inclusive),
         "self_pct": pct(own),
         "raw": str(raw),

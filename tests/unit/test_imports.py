@@ -69,3 +69,14 @@ def test_scout_process_loads_no_server_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"the scout imports {out}"
+
+
+def test_file_and_plugin_tasks_load_no_http_or_email_package() -> None:
+    # The scout loads these on its first push or plugin install, and keeps them for good.
+    code = (
+        "import sys, troop.scout.main, troop.scout.files, troop.scout.files_push, troop.scout.httpget,"
+        " troop.scout.plugins, troop.scout.lifecycle\n"
+        "print(','.join(m for m in ('http.client', 'email', 'ssl', 'hashlib') if sys.modules.get(m) is not None))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"file and plugin tasks import {out}"

@@ -104,9 +104,17 @@ class Job:
     # Output events already sent, so a stream that subscribes late still gets every line.
     backlog: list[dict[str, Any]] = field(default_factory=list)
     backlog_bytes: int = 0
+    _order: list[HostState] | None = field(default=None, repr=False)
+    _cursor: int = field(default=0, repr=False)
 
     def all_final(self) -> bool:
-        return all(h.final for h in self.hosts.values())
+        # Called on every result: a cursor over hosts that only ever become final keeps a
+        # 10,000-host job from rescanning all of them each time (O(n) in all, not O(n^2)).
+        if self._order is None:
+            self._order = list(self.hosts.values())
+        while self._cursor < len(self._order) and self._order[self._cursor].final:
+            self._cursor += 1
+        return self._cursor == len(self._order)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,7 @@ from troop.scout import platform
 from troop.scout.files_paths import FileTaskError, check_name, check_path, check_protected
 
 if TYPE_CHECKING:
-    from http.client import HTTPResponse
+    from troop.scout.httpget import Response as HTTPResponse
 
 DOWNLOAD_TIMEOUT = 30.0  # seconds per socket operation, not for the whole download
 READ_SIZE = CHUNK + 20  # one sealed chunk with its length prefix per read
@@ -174,8 +174,9 @@ def _create_temp(directory: str, base: str, os_name: str | None, target: str) ->
 
 def _download(req: PushArgs, fd: int, cancel: threading.Event, target: str) -> None:
     """GET the URL and write the verified plaintext to ``fd``; FileTaskError on any doubt."""
-    import http.client  # only pushes need it (with the email parser it pulls in)
     from urllib.parse import urlsplit
+
+    from troop.scout import httpget
 
     try:
         url = urlsplit(req.url)
@@ -185,17 +186,19 @@ def _download(req: PushArgs, fd: int, cancel: threading.Event, target: str) -> N
     if url.scheme != "http" or not url.hostname:
         # The bytes are sealed end to end, so plain HTTP loses nothing (and the scout has no TLS).
         raise FileTaskError(f"the download URL must be http://HOST/...: {req.url!r}", target)
-    conn = http.client.HTTPConnection(url.hostname, port, timeout=DOWNLOAD_TIMEOUT)
+    sock = None
     try:
-        conn.request("GET", (url.path or "/") + (f"?{url.query}" if url.query else ""))
-        response = conn.getresponse()  # redirects are not followed: anything but 200 fails
-        if response.status != 200:
+        sock, response = httpget.get(
+            url.hostname, port, (url.path or "/") + (f"?{url.query}" if url.query else ""), DOWNLOAD_TIMEOUT
+        )
+        if response.status != 200:  # redirects are not followed: anything but 200 fails
             raise FileTaskError(_refusal(response), target)
         _receive(response, fd, req, cancel, target)
-    except (OSError, http.client.HTTPException) as exc:
+    except OSError as exc:
         raise FileTaskError(f"download failed: {_describe(exc)}", target) from None
     finally:
-        conn.close()
+        if sock is not None:
+            sock.close()
 
 
 def _refusal(response: HTTPResponse) -> str:
