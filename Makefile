@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint typecheck unit bench plugins clean
+.PHONY: install demo test test-all test-slow lint typecheck unit bench soak plugins clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Troop needs Python 3.11 or newer"'
@@ -29,9 +29,12 @@ test: $(STAMP) lint typecheck
 	bash scripts/services.sh ensure
 	$(BIN)/pytest -q -m "not slow"
 
-test-all: $(STAMP) lint typecheck
+# The slow ones too (rotation storm with 1,000 scouts, 100,000-result store growth); CI runs both.
+test-all: test test-slow
+
+test-slow: $(STAMP)
 	bash scripts/services.sh ensure
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m slow
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -47,6 +50,10 @@ RUNS      ?= 5
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --runs $(RUNS) $(if $(SCENARIOS),--scenario $(SCENARIOS)) \
 		$(if $(TOOLS),--tool $(TOOLS)) $(BENCH_ARGS)
+
+# 1,000 scouts and a job a second for 10 minutes: RSS and open fds must stay flat (not in CI).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --scouts 1000 --minutes 10
 
 # The built-in scout_manager plugin, named by the plugin rule (NAME-OS-vX.Y.Z), in build/plugins/.
 plugins: $(STAMP)
