@@ -37,7 +37,9 @@ def main() -> int:
                 show(fleet, "key", "list"),
             ]
             jobs = json.loads(fleet.cli("job", "list", "--json").stdout)["jobs"]
-            codes.append(show(fleet, "job", "show", jobs[-1]["job"]))
+            # The first job the demo ran: the ping (the General's own plugin syncs are listed too).
+            first = [j for j in jobs if j["kind"] == "ping" and j["created_by"] != "troop-general"][-1]
+            codes.append(show(fleet, "job", "show", first["job"]))
         finally:
             fleet.stop()
         print("\nStopped the General and every scout.")
