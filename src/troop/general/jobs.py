@@ -31,6 +31,7 @@ from troop.store import JobHostRow, Store, StoreUnavailable
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
+RECENT_HOSTS = 20_000  # host results of finished jobs kept in memory; older ones are read from the store
 RECONNECTING_KINDS = frozenset({"scout.restart", "scout.upgrade"})
 PRUNE_EVERY = 3600.0
 
@@ -67,6 +68,7 @@ class JobManager:
         self.active: dict[str, Job] = {}
         self.recent: OrderedDict[str, Job] = OrderedDict()
         self.by_task: dict[str, tuple[Job, HostState]] = {}
+        self._recent_hosts = 0
         self._dirty: dict[tuple[str, str], JobHostRow] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_wanted = asyncio.Event()
@@ -281,10 +283,13 @@ class JobManager:
 
     def _remember(self, job: Job) -> None:
         self.recent[job.id] = job
+        self._recent_hosts += len(job.hosts)
         for host in job.hosts.values():  # a late result for a recent job updates it in memory
             self.by_task.setdefault(host.task_id, (job, host))
-        while len(self.recent) > RECENT_JOBS:
+        # Bounded by jobs and by hosts: 256 jobs of 10,000 hosts each would be gigabytes.
+        while len(self.recent) > 1 and (len(self.recent) > RECENT_JOBS or self._recent_hosts > RECENT_HOSTS):
             _, old = self.recent.popitem(last=False)
+            self._recent_hosts -= len(old.hosts)
             for host in old.hosts.values():
                 self.by_task.pop(host.task_id, None)
 
