@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, Procs, rss_mb
-from swarm import SwarmBench, ensure_keys, raise_fd_limit
+from common import RESULTS, rss_mb
+from swarm import running_swarm
 
 
 def fds(pid: int) -> int:
@@ -28,51 +27,41 @@ def fds(pid: int) -> int:
 
 
 def soak(scouts: int, minutes: float) -> dict[str, Any]:
-    raise_fd_limit()
-    ensure_keys(scouts)
-    procs = Procs()
-    with tempfile.TemporaryDirectory(prefix="troop-soak-") as tmp:
-        bench = SwarmBench(Path(tmp), procs, nprocs=1)
-        try:
-            bench.start()
-            bench.grow_to(scouts)
-            real = procs.start(
-                "troop-scout (soak)",
-                [
-                    str(Path(sys.executable).with_name("troop-scout")),
-                    "--general",
-                    f"127.0.0.1:{bench.scout_port}",
-                    "--hostname",
-                    "soak-real",
-                    "--data-dir",
-                    str(Path(tmp) / "real"),
-                ],
-                log_path=Path(tmp) / "real.log",
-            )
-            time.sleep(5)
-            assert bench.general is not None
-            samples, jobs, failed = [], 0, 0
-            end, next_sample = time.monotonic() + minutes * 60, 0.0
-            while time.monotonic() < end:
-                _, ok, total, _ = bench.ping()
-                jobs += 1
-                failed += total - ok
-                if time.monotonic() >= next_sample:
-                    samples.append(
-                        {
-                            "t": round(minutes * 60 - (end - time.monotonic())),
-                            "general_rss_mb": rss_mb(bench.general.pid),
-                            "general_fds": fds(bench.general.pid),
-                            "scout_rss_mb": rss_mb(real.pid),
-                            "scout_fds": fds(real.pid),
-                        }
-                    )
-                    next_sample = time.monotonic() + 30
-                time.sleep(1)
-            return {"scouts": scouts + 1, "minutes": minutes, "jobs": jobs, "host_failures": failed, "samples": samples}
-        finally:
-            bench.stop()
-            procs.stop()
+    with running_swarm(scouts) as (bench, procs, root, _grown):
+        real = procs.start(
+            "troop-scout (soak)",
+            [
+                str(Path(sys.executable).with_name("troop-scout")),
+                "--general",
+                f"127.0.0.1:{bench.scout_port}",
+                "--hostname",
+                "soak-real",
+                "--data-dir",
+                str(root / "real"),
+            ],
+            log_path=root / "real.log",
+        )
+        time.sleep(5)
+        assert bench.general is not None
+        samples, jobs, failed = [], 0, 0
+        end, next_sample = time.monotonic() + minutes * 60, 0.0
+        while time.monotonic() < end:
+            _, ok, total, _ = bench.ping()
+            jobs += 1
+            failed += total - ok
+            if time.monotonic() >= next_sample:
+                samples.append(
+                    {
+                        "t": round(minutes * 60 - (end - time.monotonic())),
+                        "general_rss_mb": rss_mb(bench.general.pid),
+                        "general_fds": fds(bench.general.pid),
+                        "scout_rss_mb": rss_mb(real.pid),
+                        "scout_fds": fds(real.pid),
+                    }
+                )
+                next_sample = time.monotonic() + 30
+            time.sleep(1)
+        return {"scouts": scouts + 1, "minutes": minutes, "jobs": jobs, "host_failures": failed, "samples": samples}
 
 
 def main() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Procs
-from swarm import SwarmBench, ensure_keys, raise_fd_limit
+from swarm import running_swarm
 
 
 def cpu_seconds(pid: int) -> float:
@@ -28,42 +26,32 @@ def cpu_seconds(pid: int) -> float:
 
 
 def storm(scouts: int = 1000, rotations: int = 5) -> dict[str, Any]:
-    raise_fd_limit()
-    ensure_keys(scouts)
-    procs = Procs()
-    with tempfile.TemporaryDirectory(prefix="troop-storm-") as tmp:
-        bench = SwarmBench(Path(tmp), procs, nprocs=1)
-        try:
-            bench.start()
-            grown = bench.grow_to(scouts)
-            assert bench.general is not None
-            pings: list[tuple[float, int, int, str]] = []
-            pinger = threading.Thread(target=lambda: pings.extend(bench.ping() for _ in range(rotations)))
-            cpu_before, started = cpu_seconds(bench.general.pid), time.monotonic()
-            pinger.start()
-            key_ids = []
-            for _ in range(rotations):
-                key_ids.append(bench.api("POST", "/api/v1/keys/rotate")["key_id"])
-                time.sleep(0.1)
-            pinger.join()
-            after = bench.ping()
-            took, cpu = time.monotonic() - started, cpu_seconds(bench.general.pid) - cpu_before
-            log = (Path(tmp) / "general.log").read_text(errors="replace")
-            return {
-                "scouts": scouts,
-                "rotations": rotations,
-                "key_ids": key_ids,
-                "connect": grown,
-                "pings_during": [{"seconds": round(s, 3), "ok": ok, "total": total} for s, ok, total, _ in pings],
-                "ping_after": {"seconds": round(after[0], 3), "ok": after[1], "total": after[2]},
-                "online_after": bench.online(),
-                "general_cpu_seconds": round(cpu, 2),
-                "wall_seconds": round(took, 2),
-                "scouts_dropped": log.count("scout offline"),
-            }
-        finally:
-            bench.stop()
-            procs.stop()
+    with running_swarm(scouts) as (bench, _procs, root, grown):
+        assert bench.general is not None
+        pings: list[tuple[float, int, int, str]] = []
+        pinger = threading.Thread(target=lambda: pings.extend(bench.ping() for _ in range(rotations)))
+        cpu_before, started = cpu_seconds(bench.general.pid), time.monotonic()
+        pinger.start()
+        key_ids = []
+        for _ in range(rotations):
+            key_ids.append(bench.api("POST", "/api/v1/keys/rotate")["key_id"])
+            time.sleep(0.1)
+        pinger.join()
+        after = bench.ping()
+        took, cpu = time.monotonic() - started, cpu_seconds(bench.general.pid) - cpu_before
+        log = (root / "general.log").read_text(errors="replace")
+        return {
+            "scouts": scouts,
+            "rotations": rotations,
+            "key_ids": key_ids,
+            "connect": grown,
+            "pings_during": [{"seconds": round(s, 3), "ok": ok, "total": total} for s, ok, total, _ in pings],
+            "ping_after": {"seconds": round(after[0], 3), "ok": after[1], "total": after[2]},
+            "online_after": bench.online(),
+            "general_cpu_seconds": round(cpu, 2),
+            "wall_seconds": round(took, 2),
+            "scouts_dropped": log.count("scout offline"),
+        }
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,23 @@ async def worker_main(host: str, port: int) -> None:
 
 
 # ------------------------------------------------------------------ the parent
+
+
+@contextlib.contextmanager
+def running_swarm(scouts: int) -> Iterator[tuple[SwarmBench, Procs, Path, dict[str, Any]]]:
+    """A General with `scouts` swarm scouts connected; everything stopped on the way out."""
+    raise_fd_limit()
+    ensure_keys(scouts)
+    procs = Procs()
+    with tempfile.TemporaryDirectory(prefix="troop-swarm-") as tmp:
+        bench = SwarmBench(Path(tmp), procs, nprocs=1)
+        try:
+            bench.start()
+            grown = bench.grow_to(scouts)
+            yield bench, procs, Path(tmp), grown
+        finally:
+            bench.stop()
+            procs.stop()
 
 
 def raise_fd_limit() -> int:
