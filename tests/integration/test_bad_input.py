@@ -38,17 +38,21 @@ def still_serving(fleet: Fleet) -> None:
     assert code == 0 and len(job["hosts"]) == 3
 
 
-def test_random_bytes_close_the_connection(fleet: Fleet) -> None:
-    for _ in range(20):
-        s = socket.create_connection(("127.0.0.1", fleet.scout_port))
-        s.sendall(os.urandom(4096))
+def send_until_closed(fleet: Fleet, data: bytes) -> None:
+    """Send `data` to the scout port and read until the General closes the connection."""
+    with socket.create_connection(("127.0.0.1", fleet.scout_port)) as s:
+        s.sendall(data)
         s.settimeout(5)
         try:
             while s.recv(65536):
                 pass
         except (ConnectionResetError, TimeoutError):
             pass
-        s.close()
+
+
+def test_random_bytes_close_the_connection(fleet: Fleet) -> None:
+    for _ in range(20):
+        send_until_closed(fleet, os.urandom(4096))
     still_serving(fleet)
 
 
@@ -56,15 +60,7 @@ def test_huge_length_prefix_is_refused_before_buffering(fleet: Fleet) -> None:
     assert fleet.general is not None
     before = rss_kb(fleet.general.pid)
     for _ in range(20):
-        s = socket.create_connection(("127.0.0.1", fleet.scout_port))
-        s.sendall(struct.pack(">2sBBI", b"TP", 1, 0, 0xFFFFFFF0) + b"x" * 1000)
-        s.settimeout(5)
-        try:
-            while s.recv(65536):
-                pass
-        except (ConnectionResetError, TimeoutError):
-            pass
-        s.close()
+        send_until_closed(fleet, struct.pack(">2sBBI", b"TP", 1, 0, 0xFFFFFFF0) + b"x" * 1000)
     still_serving(fleet)
     assert rss_kb(fleet.general.pid) - before < 20_000, "memory grew on oversized frames"
     assert "FrameTooLarge" in (fleet.root / "general.log").read_text()

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "troop"
-SHARED = {"troop", "troop.errors", "troop.settings", "troop.backoff", "troop.logs", "troop.blacklist", "troop.daemon"}
+SHARED = {
+    "troop",
+    "troop.errors",
+    "troop.settings",
+    "troop.backoff",
+    "troop.logs",
+    "troop.blacklist",
+    "troop.daemon",
+    "troop.durable",
+}
 
 # package -> troop packages it may import (besides itself and the shared modules)
 ALLOWED = {

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from troop.durable import fsync_dir
 from troop.errors import TroopError
 from troop.filemanager.signing import SHA256_HEX
 from troop.protocol.blobstream import CHUNK, StreamSealer
@@ -180,7 +181,7 @@ class BlobStore:
             if final.exists():
                 return False
             os.replace(tmp_path, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return True
 
     async def delete(self, sha: str) -> bool:
@@ -255,20 +256,6 @@ def _read_sealed(fh: BinaryIO, sealer: StreamSealer, remaining: int) -> list[byt
         if remaining == 0:
             break
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    # The new name must survive a crash as well as the bytes; not every platform can open a directory.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 async def sweep_forever(store: BlobStore, interval: float = 3600.0, older_than: float = 3600.0) -> None:

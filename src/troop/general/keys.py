@@ -122,9 +122,7 @@ class KeyRegistry:
         return changed, errors
 
     def names_for_all(self, action: str) -> list[str]:
-        if action == "accept":
-            return sorted(h.hostname for h in self.hosts.values() if h.state == "pending")
-        if action == "reject":
+        if action in ("accept", "reject"):
             return sorted(h.hostname for h in self.hosts.values() if h.state == "pending")
         return sorted(set(self.hosts) | self.denied)
 

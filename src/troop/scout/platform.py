@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from troop.durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 # subprocess.CREATE_NEW_PROCESS_GROUP exists only on Windows builds of Python.
@@ -122,9 +124,7 @@ def kill_tree_argv(pid: int) -> list[str]:
     return ["taskkill", "/T", "/F", "/PID", str(pid)]
 
 
-async def kill_tree(
-    proc: asyncio.subprocess.Process | asyncio.SubprocessTransport, os_name: str | None = None
-) -> None:
+async def kill_tree(proc: asyncio.subprocess.Process | asyncio.SubprocessTransport, os_name: str | None = None) -> None:
     """Kill a process started by :func:`spawn` (or with :func:`popen_kwargs`) and its group.
 
     Never raises: a process that is already gone is what we wanted.
@@ -227,21 +227,7 @@ def write_private_file(path: str | Path, data: bytes, os_name: str | None = None
             pass
         raise
     if not is_windows(os_name):
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; without it a power cut can bring the old file back.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------- files (file.push, .read, .ls)
@@ -334,7 +320,7 @@ def hard_link(src: str, dst: str, os_name: str | None = None) -> None:
 def fsync_directory(path: str | Path, os_name: str | None = None) -> None:
     """Make renames in ``path`` durable. Windows cannot open a directory to fsync it."""
     if not is_windows(os_name):
-        _fsync_dir(Path(path))
+        fsync_dir(Path(path))
 
 
 def real_path(path: str, os_name: str | None = None) -> str:
