@@ -93,17 +93,12 @@ def job(job_id: str, created: float = 0, **kw: Any) -> JobRow:
 
 def job_hosts(job_id: str, names: list[str], state: str = "sent") -> list[JobHostRow]:
     return [
-        JobHostRow(
-            job_id=job_id, hostname=n, task_id=f"{job_id}/{n}", state=state, updated_at=at(0)
-        )
-        for n in names
+        JobHostRow(job_id=job_id, hostname=n, task_id=f"{job_id}/{n}", state=state, updated_at=at(0)) for n in names
     ]
 
 
 def token(name: str, **kw: Any) -> TokenRow:
-    base: dict[str, Any] = dict(
-        id="tok-" + name, role="operator", token_hash="h" * 60 + name[:4].ljust(4, "0")
-    )
+    base: dict[str, Any] = dict(id="tok-" + name, role="operator", token_hash="h" * 60 + name[:4].ljust(4, "0"))
     base.update(kw)
     return TokenRow(name=name, created_at=at(0), created_by="admin", **base)
 
@@ -112,7 +107,7 @@ def token(name: str, **kw: Any) -> TokenRow:
 
 
 async def test_open_migrates_to_head(store: Store) -> None:
-    assert await current_revision(store._engine) == head_revision() == "0002"
+    assert await current_revision(store._engine) == head_revision() == "0003"
     await store.ping()
 
 
@@ -249,9 +244,7 @@ async def test_save_job_hosts_writes_every_result_column(store: Store) -> None:
         data={"bytes": 7, "nested": {"a": [1, 2]}},
         updated_at=at(9),
     )
-    failed = JobHostRow(
-        job_id="j1", hostname="web2", task_id="x", state="failed", error="boom", updated_at=at(9)
-    )
+    failed = JobHostRow(job_id="j1", hostname="web2", task_id="x", state="failed", error="boom", updated_at=at(9))
     orphan = JobHostRow(job_id="pruned", hostname="web1", task_id="y", state="lost")
     await store.save_job_hosts([failed, done, orphan])
     await store.save_job_hosts([])
@@ -268,9 +261,7 @@ async def test_finish_list_and_unfinished(store: Store) -> None:
     for i in range(5):
         names = ["a", "b", "c"][: i % 3 + 1]
         await store.create_job(job(f"j{i}", created=i), job_hosts(f"j{i}", names))
-    await store.save_job_hosts(
-        [JobHostRow(job_id="j4", hostname="a", task_id="", state="succeeded", updated_at=at(9))]
-    )
+    await store.save_job_hosts([JobHostRow(job_id="j4", hostname="a", task_id="", state="succeeded", updated_at=at(9))])
     await store.finish_job("j1", at(50))
     await store.finish_job("j3", at(60))
 
@@ -353,10 +344,7 @@ async def test_audit(store: Store) -> None:
     await store.audit("admin", "job.create", "web*", True, {"job": "j1"})
     await store.audit("viewer", "key.accept", "web1", False)
     await store.audit_many(
-        [
-            AuditRow(actor="op", action="token.use", target="", allowed=True, ts=at(i))
-            for i in range(3)
-        ]
+        [AuditRow(actor="op", action="token.use", target="", allowed=True, ts=at(i)) for i in range(3)]
     )
     await store.audit_many([])
     rows = await store.list_audit()
@@ -459,9 +447,7 @@ async def test_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     s = await Store.open(f"sqlite+aiosqlite:///{path}", migrate=False)
     async with s._writer.begin() as conn:
         # A stray table that the migration will trip over half-way through.
-        await conn.run_sync(
-            lambda c: sa.Table("tokens", sa.MetaData(), sa.Column("x", sa.Integer)).create(c)
-        )
+        await conn.run_sync(lambda c: sa.Table("tokens", sa.MetaData(), sa.Column("x", sa.Integer)).create(c))
     await s.close()
     with pytest.raises(sa.exc.OperationalError, match="already exists"):
         await Store.open(f"sqlite+aiosqlite:///{path}")
@@ -542,3 +528,38 @@ async def test_blob_references_follow_their_jobs(store: Store) -> None:
     assert sorted(await store.orphan_blobs(at(1))) == ["a" * 64, "b" * 64]
     await store.delete_blob("a" * 64)
     assert await store.get_blob_size("a" * 64) is None
+
+
+async def test_state_once_keeps_the_first_value(store: Store) -> None:
+    first = await store.state_once("identity", b"first")
+    second = await store.state_once("identity", b"second")
+    assert first == second == b"first"
+    assert await store.get_state("identity") == b"first"
+
+
+async def test_generals_register_and_forget(store: Store) -> None:
+    from troop.store import GeneralRow
+
+    await store.general_beat(GeneralRow(id="g1", hostname="m1", api="a:1", started_at=at(0), seen_at=at(0)))
+    await store.general_beat(GeneralRow(id="g2", hostname="m2", started_at=at(1), seen_at=at(1)))
+    await store.general_beat(GeneralRow(id="g1", started_at=at(9), seen_at=at(5), online=7))  # a beat
+    rows = {g.id: g for g in await store.all_generals()}
+    assert rows["g1"].seen_at == at(5) and rows["g1"].online == 7
+    assert rows["g1"].hostname == "m1" and rows["g1"].started_at == at(0)  # kept from registration
+    assert await store.forget_generals(at(3)) == 1
+    assert [g.id for g in await store.all_generals()] == ["g1"]
+
+
+async def test_job_ownership_claims_have_one_winner(store: Store) -> None:
+    await store.create_job(job("j1", 0, owner="dead"), [])
+    await store.create_job(job("j2", 1, owner="live"), [])
+    await store.create_job(job("j3", 2, owner="dead"), [])
+    await store.finish_job("j3", at(3))
+    assert [j.id for j in await store.orphaned_jobs(["live"])] == ["j1"]
+    assert await store.job_owner("j1") == ("dead", "running")
+    assert await store.job_owner("nope") is None
+    results = await asyncio.gather(*(store.claim_job("j1", "dead", f"g{i}") for i in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    owner = (await store.job_owner("j1") or ("", ""))[0]
+    assert owner in {"g0", "g1", "g2", "g3"}
+    assert not await store.claim_job("j3", "dead", "g9")  # finished jobs are never claimed

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,11 @@ class TokenService:
         self.store = store
         self._cache: dict[str, tuple[float, TokenRow | None]] = {}
         self._last_touch: dict[str, float] = {}
+        self.on_revoke: Callable[[], None] | None = None  # a cluster tells the other Generals
+
+    def forget(self) -> None:
+        """Drop cached lookups (another General revoked a token)."""
+        self._cache.clear()
 
     async def ensure_admin(self, data_dir: Path) -> Path | None:
         """On first start, make an admin token and write it to a 0600 file."""
@@ -97,6 +103,8 @@ class TokenService:
     async def revoke(self, id_or_name: str) -> TokenRow | None:
         row = await self.store.revoke_token(id_or_name, datetime.now(UTC))
         self._cache.clear()
+        if row is not None and self.on_revoke is not None:
+            self.on_revoke()
         return row
 
     async def check(self, header: str | None) -> Caller:

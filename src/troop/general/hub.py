@@ -31,6 +31,7 @@ class TaskEvents(Protocol):
     def on_output(self, hostname: str, msg: messages.Output) -> None: ...
     def on_result(self, hostname: str, msg: messages.Result) -> None: ...
     def on_disconnect(self, hostname: str) -> None: ...
+    def on_holding(self, hostname: str, holding: list[str]) -> None: ...
 
 
 class Pace:
@@ -72,6 +73,8 @@ class ScoutHub:
         self.handshake_pace = Pace(settings.max_handshake_rate)
         self.drops: Counter[str] = Counter()
         self.on_online: list[Callable[[str], Awaitable[None]]] = []
+        # (host, online, tasks it holds): how a cluster learns where each scout is.
+        self.presence_changed: Callable[[str, bool, list[str]], None] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -120,6 +123,11 @@ class ScoutHub:
             old.close()
         self.online[session.hostname] = session
         log.info("scout online", extra={"fields": {"host": session.hostname, "peer": session.peer}})
+        holding = session.hello.holding[:100_000] if session.hello is not None else []
+        if self.presence_changed is not None:
+            self.presence_changed(session.hostname, True, holding)
+        if self.events is not None:
+            self.events.on_holding(session.hostname, holding)
         for callback in self.on_online:
             task = asyncio.ensure_future(callback(session.hostname))
             self._tasks.add(task)  # type: ignore[arg-type]
@@ -131,8 +139,7 @@ class ScoutHub:
         if self.online.get(session.hostname) is session:
             del self.online[session.hostname]
             log.info("scout offline", extra={"fields": {"host": session.hostname}})
-            if self.events is not None:
-                self.events.on_disconnect(session.hostname)
+            self._gone(session.hostname)
 
     async def dispatch(self, session: ScoutSession, msg: msgspec.Struct) -> None:
         events = self.events
@@ -172,10 +179,15 @@ class ScoutHub:
             session = self.online.pop(hostname, None)
             if session is not None:
                 session.close()
-                if self.events is not None:
-                    self.events.on_disconnect(hostname)
+                self._gone(hostname)
             # Like Salt's rotate_aes_key: a removed host must not keep a valid session key.
             self.rotate("key " + state + " for " + hostname)
+
+    def _gone(self, hostname: str) -> None:
+        if self.presence_changed is not None:
+            self.presence_changed(hostname, False, [])
+        if self.events is not None:
+            self.events.on_disconnect(hostname)
 
     def rotate(self, why: str) -> int:
         """New session key B, handed to every connected scout as a re-key. Returns the key id."""

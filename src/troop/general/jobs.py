@@ -1,14 +1,15 @@
 """Jobs: create, dispatch to scouts, follow every host to a final state, persist, prune.
 
 Results are applied in memory first (so waiters and streams see them at once) and written
-to the store by a write-behind flusher in batches; a job is only reported done after its
-rows are committed, so nothing a caller has seen can be lost by a restart.
+to the store by a write-behind flusher in batches (troop.general.jobwriter); a job is only
+reported done after its rows are committed, so nothing a caller has seen can be lost by a
+restart. In cluster mode (troop.general.cluster) a job's tasks may go to scouts on other
+Generals through `remote`, and jobs whose owner died are adopted here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import math
@@ -17,17 +18,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from troop import blacklist as blacklist_mod
 from troop.general.files import FileService
 from troop.general.hub import ScoutHub
+from troop.general.jobdata import jsonable_data
+from troop.general.jobmirrors import JobMirrors
 from troop.general.jobstate import FINAL_STATES, RESULT_STATES, HostState, Job
+from troop.general.jobwriter import JobWriter
 from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
 from troop.general.targeting import Target, name_matches, resolve
 from troop.protocol import messages
-from troop.store import JobHostRow, Store, StoreUnavailable
+from troop.store import JobRow, Store
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
@@ -38,6 +42,17 @@ PRUNE_EVERY = 3600.0
 
 class TargetNotAllowed(Exception):
     pass
+
+
+class Remote(Protocol):
+    """Scouts connected to other Generals of a cluster (troop.general.cluster)."""
+
+    gid: str
+
+    def holder(self, host: str) -> str | None: ...
+    async def send_tasks(self, gid: str, items: list[tuple[str, messages.Task]]) -> dict[str, str]: ...
+    def cancel(self, host: str, task_id: str) -> None: ...
+    async def unknown_result(self, host: str, msg: messages.Result) -> bool: ...
 
 
 @dataclass
@@ -69,14 +84,18 @@ class JobManager:
         self.recent: OrderedDict[str, Job] = OrderedDict()
         self.by_task: dict[str, tuple[Job, HostState]] = {}
         self._recent_hosts = 0
-        self._dirty: dict[tuple[str, str], JobHostRow] = {}
-        self._flush_lock = asyncio.Lock()
-        self._flush_wanted = asyncio.Event()
+        self.writer = JobWriter(store)
+        self.mirrors = JobMirrors(store, settings.grace)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.files: FileService | None = None
         self.keep_blobs: Callable[[], set[str]] = set  # blobs kept whatever the jobs (the plugin index)
+        self.remote: Remote | None = None  # set in cluster mode
         hub.events = self
+
+    @property
+    def gid(self) -> str:
+        return self.remote.gid if self.remote is not None else ""
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # Keep a reference: the loop holds tasks weakly, and a collected task never finishes.
@@ -86,13 +105,15 @@ class JobManager:
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        await self._recover()
-        self._tasks = [asyncio.create_task(self._flusher()), asyncio.create_task(self._pruner())]
+        if self.remote is None:
+            await self._recover()  # in a cluster, a survivor adopts them instead (adopt)
+        self._tasks = [asyncio.create_task(self.writer.run()), asyncio.create_task(self._pruner())]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self._flush()
+        self.mirrors.stop()
+        await self.writer.flush()
 
     async def _recover(self) -> None:
         """Jobs a previous run left open: their unanswered hosts can no longer answer here."""
@@ -106,9 +127,32 @@ class JobManager:
             await self._finish(job)
             log.info("closed a job left open by a restart", extra={"fields": {"job": job.id}})
 
+    async def adopt(self, row: JobRow) -> None:
+        """Follow a running job whose owner died (we won the claim): its scouts may still answer."""
+        found = await self.store.get_job(row.id)
+        if found is None or row.id in self.active:
+            return
+        job = Job.from_rows(*found)
+        job.owner = self.gid
+        self.active[job.id] = job
+        for host in job.hosts.values():
+            self.by_task[host.task_id] = (job, host)
+        left = job.timeout + self.settings.grace - (utcnow() - job.created_at).total_seconds()
+        log.info("adopted a job whose General died", extra={"fields": {"job": job.id, "from": row.owner}})
+        if job.all_final():
+            await self._finish(job)
+        else:
+            job.timer = asyncio.get_running_loop().call_later(max(left, 0.0), self._deadline, job)
+
     # ------------------------------------------------------------ submit
+    def is_online(self, hostname: str) -> bool:
+        """Connected here, or (in a cluster) to another General."""
+        if self.hub.is_online(hostname):
+            return True
+        return self.remote is not None and self.remote.holder(hostname) is not None
+
     async def submit(self, req: JobRequest) -> Job:
-        names = resolve(req.target, list(self.keys.hosts.values()), self.hub.is_online)
+        names = resolve(req.target, list(self.keys.hosts.values()), self.is_online)
         if req.allowed is not None:
             outside = [n for n in names if not name_matches(n, req.allowed)]
             if outside:
@@ -123,13 +167,14 @@ class JobManager:
             created_by=req.actor,
             created_at=utcnow(),
             stream=req.stream,
+            owner=self.gid,
         )
         refused = self._refused_by_blacklist(req.command, req.argv)
         for name in names:
             host = HostState(hostname=name, task_id=secrets.token_hex(10), state="sent")
             if refused:
                 host.state, host.final, host.error = "refused", True, refused
-            elif not self.hub.is_online(name):
+            elif not self.is_online(name):
                 host.state, host.final, host.error = "offline", True, "scout not connected when the job was sent"
             job.hosts[name] = host
         now = utcnow()
@@ -155,6 +200,7 @@ class JobManager:
         return f"refused by the General's blacklist (entry {entry!r})" if entry else None
 
     def _dispatch(self, job: Job, req: JobRequest) -> None:
+        elsewhere: dict[str, list[tuple[str, messages.Task]]] = {}
         for host in job.hosts.values():
             if host.final:
                 continue
@@ -169,9 +215,27 @@ class JobManager:
                 command=req.command,
                 args=args,
             )
-            if not self.hub.send(host.hostname, task):
+            if self.hub.send(host.hostname, task):
+                continue
+            holder = self.remote.holder(host.hostname) if self.remote is not None else None
+            if holder is not None:
+                elsewhere.setdefault(holder, []).append((host.hostname, task))
+            else:
                 host.state, host.final, host.error = "offline", True, "scout disconnected before the task was sent"
                 self._mark(job, host)
+        for gid, items in elsewhere.items():
+            self._spawn(self._send_elsewhere(job, gid, items))
+
+    async def _send_elsewhere(self, job: Job, gid: str, items: list[tuple[str, messages.Task]]) -> None:
+        assert self.remote is not None
+        failed = await self.remote.send_tasks(gid, items)
+        for name, why in failed.items():
+            host = job.hosts[name]
+            if not host.final and host.state == "sent":
+                host.state, host.final, host.error = "offline", True, why
+                self._mark(job, host)
+        if failed and job.state != "done" and job.all_final():
+            await self._finish(job)
 
     # ------------------------------------------------------------ events from scouts
     def on_ack(self, hostname: str, task_id: str, state: str) -> None:
@@ -193,7 +257,7 @@ class JobManager:
     def on_result(self, hostname: str, msg: messages.Result) -> None:
         found = self._lookup(hostname, msg.task_id)
         if found is None:
-            self._spawn(self._late_result_from_store(hostname, msg))
+            self._spawn(self._result_elsewhere(hostname, msg))
             return
         job, host = found
         if host.has_result:
@@ -207,15 +271,30 @@ class JobManager:
     def on_disconnect(self, hostname: str) -> None:
         for job in list(self.active.values()):
             host = job.hosts.get(hostname)
-            if host is None or host.final:
-                continue
-            if job.kind in RECONNECTING_KINDS and host.state != "sent":
-                continue  # the scout went away on purpose; its next process answers
-            host.state, host.final = "lost", True
-            host.error = "connection to the scout was lost before it answered"
-            self._mark(job, host)
-            if job.all_final():
-                self._spawn(self._finish(job))
+            if host is not None:
+                self._lose(job, host, "connection to the scout was lost before it answered")
+
+    def on_task_gone(self, hostname: str, task_id: str) -> None:
+        """Another General lost the connection to the scout that held this task."""
+        found = self._lookup(hostname, task_id)
+        if found is not None:
+            self._lose(*found, "connection to the scout was lost before it answered")
+
+    def on_holding(self, hostname: str, holding: list[str]) -> None:
+        """A scout (re)connected somewhere, still holding these tasks: any other it was given died."""
+        held = set(holding)
+        for job in list(self.active.values()):
+            host = job.hosts.get(hostname)
+            if host is not None and host.task_id not in held and host.state != "sent":
+                self._lose(job, host, "the scout came back without the task (it restarted, or its General died)")
+
+    def _lose(self, job: Job, host: HostState, why: str) -> None:
+        if host.final or (job.kind in RECONNECTING_KINDS and host.state != "sent"):
+            return  # a restarting scout went away on purpose; its next process answers
+        host.state, host.final, host.error = "lost", True, why
+        self._mark(job, host)
+        if job.all_final():
+            self._spawn(self._finish(job))
 
     def _lookup(self, hostname: str, task_id: str) -> tuple[Job, HostState] | None:
         found = self.by_task.get(task_id)
@@ -236,35 +315,65 @@ class JobManager:
         host.late = late
         host.final = host.has_result = True
 
-    async def _late_result_from_store(self, hostname: str, msg: messages.Result) -> None:
+    async def _result_elsewhere(self, hostname: str, msg: messages.Result) -> None:
+        if self.remote is not None and await self.remote.unknown_result(hostname, msg):
+            return  # its owner took it
+        await self.store_result(hostname, msg)
+
+    async def store_result(self, hostname: str, msg: messages.Result) -> None:
+        """A result for a job no General follows in memory (finished, or its owner is gone)."""
         row = await self.store.job_host_by_task(msg.task_id)
         if row is None or row.hostname != hostname or row.state in RESULT_STATES:
             return
+        owner = await self.store.job_owner(row.job_id)
         host = HostState.from_row(row)
-        self._apply_result(host, msg, late=True)
+        self._apply_result(host, msg, late=owner is None or owner[1] == "done")
         await self.store.save_job_hosts([host.to_row(row.job_id, utcnow())])
-        log.info("stored a late result", extra={"fields": {"job": row.job_id, "host": hostname}})
+        log.info("stored a result directly", extra={"fields": {"job": row.job_id, "host": hostname}})
 
     # ------------------------------------------------------------ completion
     def _mark(self, job: Job, host: HostState) -> None:
-        self._dirty[(job.id, host.hostname)] = host.to_row(job.id, utcnow())
-        self._flush_wanted.set()
+        self.writer.put(host.to_row(job.id, utcnow()))
         job.notify({"event": "host", "host": host.hostname, **host.to_json()})
 
     def _deadline(self, job: Job) -> None:
+        if self.remote is not None:
+            self._spawn(self._deadline_after_refresh(job))
+            return
+        self._expire(job)
+        self._spawn(self._finish(job))
+
+    async def _deadline_after_refresh(self, job: Job) -> None:
+        """In a cluster, other Generals may have stored results for this job directly (its owner
+        was unreachable): take them before naming anyone timed out."""
+        found = await self.store.get_job(job.id)
+        for row in found[1] if found else []:
+            host = job.hosts.get(row.hostname)
+            if host is not None and not host.has_result and row.state in RESULT_STATES:
+                host.take(HostState.from_row(row))
+                self.writer.forget(job.id, row.hostname)
+                job.notify({"event": "host", "host": row.hostname, **host.to_json()})
+        self._expire(job)
+        await self._finish(job)
+
+    def _expire(self, job: Job) -> None:
         waited = job.timeout + self.settings.grace
         for host in job.hosts.values():
             if host.final:
                 continue
             # The job is over for the operator: a scout that wakes up later must not start it.
-            self.hub.send(host.hostname, messages.Cancel(task_id=host.task_id))
+            self._cancel(host)
             if host.state == "sent":
                 host.error = f"no ack from the scout within {waited:g}s"
             else:
                 host.state, host.error = "timed_out", f"no result within {waited:g}s"
             host.final = True
             self._mark(job, host)
-        self._spawn(self._finish(job))
+
+    def _cancel(self, host: HostState) -> None:
+        cancel = messages.Cancel(task_id=host.task_id)
+        if not self.hub.send(host.hostname, cancel) and self.remote is not None:
+            self.remote.cancel(host.hostname, host.task_id)
 
     async def _finish(self, job: Job) -> None:
         if job.finishing or job.done.is_set():
@@ -273,7 +382,7 @@ class JobManager:
         if job.timer is not None:
             job.timer.cancel()
         # Stored first, reported second: nothing a caller is told is done can be lost.
-        await self._flush()
+        await self.writer.flush()
         await self.store.finish_job(job.id, job.finished_at)
         job.state = "done"
         self.active.pop(job.id, None)
@@ -292,47 +401,6 @@ class JobManager:
             self._recent_hosts -= len(old.hosts)
             for host in old.hosts.values():
                 self.by_task.pop(host.task_id, None)
-
-    async def _flush(self) -> None:
-        async with self._flush_lock:
-            if not self._dirty:
-                return
-            rows, self._dirty = list(self._dirty.values()), {}
-            try:
-                await self.store.save_job_hosts(rows)
-            except StoreUnavailable:
-                for row in rows:  # keep them for the next try, unless superseded meanwhile
-                    self._dirty.setdefault((row.job_id, row.hostname), row)
-                raise
-            except Exception:
-                await self._save_one_by_one(rows)
-
-    async def _save_one_by_one(self, rows: list[JobHostRow]) -> None:
-        """A batch the store refused: save what it takes; a row it never takes is logged and dropped,
-        so one bad row cannot hold back every other job's results."""
-        for row in rows:
-            try:
-                await self.store.save_job_hosts([row])
-            except StoreUnavailable:
-                self._dirty.setdefault((row.job_id, row.hostname), row)
-            except Exception as exc:
-                log.error(
-                    "dropped a result the store refused",
-                    extra={
-                        "fields": {"job": row.job_id, "host": row.hostname, "why": f"{type(exc).__name__}: {exc}"[:200]}
-                    },
-                )
-
-    async def _flusher(self) -> None:
-        while True:
-            await self._flush_wanted.wait()
-            self._flush_wanted.clear()
-            try:
-                await self._flush()
-            except Exception:
-                log.exception("could not save job results; will retry")
-                await asyncio.sleep(1.0)
-                self._flush_wanted.set()
 
     async def _pruner(self) -> None:
         while True:
@@ -356,7 +424,11 @@ class JobManager:
         if job is not None:
             return job
         found = await self.store.get_job(job_id)
-        return Job.from_rows(*found) if found else None
+        if found is None:
+            return None
+        if self.remote is not None and found[0].state != "done":
+            return self.mirrors.follow(*found)  # another General's job: follow it in the store
+        return Job.from_rows(*found)
 
     async def wait(self, job: Job, seconds: float) -> None:
         if not job.done.is_set():
@@ -380,45 +452,6 @@ class JobManager:
         return out
 
 
-def jsonable_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Result data as the store and the API keep it: bytes become base64 (and text if UTF-8),
-    at any depth; what JSON cannot hold (NaN, timestamps, extension types) is dropped or
-    turned into text, so one odd result can never stop results being stored."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        key = str(key)
-        if isinstance(value, bytes):
-            out[f"{key}_base64"] = base64.b64encode(value).decode()
-            if key == "content":
-                try:
-                    out["text"] = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    out["text"] = None
-        else:
-            out[key] = _jsonable(value, depth=0)
-    return out
-
-
-def _jsonable(value: Any, depth: int) -> Any:
-    if depth > 32:
-        return None
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return None
-
-
 def _job_id() -> str:
     # Sortable by time at a glance, unique by its random tail.
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
@@ -440,4 +473,4 @@ def _args_json(command: messages.Command | None, args: dict[str, Any] | None) ->
     return out
 
 
-__all__ = ["FINAL_STATES", "JobManager", "JobRequest", "TargetNotAllowed"]
+__all__ = ["FINAL_STATES", "JobManager", "JobRequest", "Remote", "TargetNotAllowed", "jsonable_data"]

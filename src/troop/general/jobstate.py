@@ -32,6 +32,11 @@ class HostState:
     final: bool = False
     has_result: bool = False
 
+    def take(self, other: HostState) -> None:
+        """Become `other` in place (jobs keep references to their HostState objects)."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(other, name))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.state,
@@ -95,6 +100,7 @@ class Job:
     created_at: datetime
     stream: bool = False
     state: str = "running"
+    owner: str = ""  # the General following it, in cluster mode
     finishing: bool = False  # rows being committed; "done" only once they are
     finished_at: datetime | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
@@ -140,6 +146,7 @@ class Job:
             created_at=self.created_at,
             finished_at=self.finished_at,
             state=self.state,
+            owner=self.owner,
         )
 
     @classmethod
@@ -153,6 +160,7 @@ class Job:
             created_by=row.created_by,
             created_at=row.created_at,
             state=row.state,
+            owner=row.owner,
             finished_at=row.finished_at,
             hosts={h.hostname: HostState.from_row(h) for h in hosts},
         )

@@ -34,6 +34,7 @@ class KeyRegistry:
         self.denied: set[str] = set()
         self.wants: dict[str, list[str]] = {}  # plugins each scout should have, from its facts
         self._listeners: list[KeyListener] = []
+        self.on_change: Callable[[list[str]], None] | None = None  # a cluster tells the other Generals
 
     async def load(self) -> None:
         self.hosts = {h.hostname: h for h in await self.store.all_hosts()}
@@ -56,6 +57,7 @@ class KeyRegistry:
                 "scout", "key.new", row.hostname, True, {"state": state, "fingerprint": row.fingerprint}
             )
             log.info("new scout key", extra={"fields": {"host": row.hostname, "state": state, "fp": row.fingerprint}})
+            self._changed([row.hostname])
             return state
         if row.fingerprint != scout_key.fingerprint:
             await self.store.add_denied_key(hello.hostname, scout_key.der, scout_key.fingerprint, now)
@@ -64,6 +66,7 @@ class KeyRegistry:
                 await self.store.audit(
                     "scout", "key.denied", row.hostname, False, {"fingerprint": scout_key.fingerprint}
                 )
+                self._changed([row.hostname])
             log.warning(
                 "denied a second key for a known hostname",
                 extra={"fields": {"host": row.hostname, "fp": scout_key.fingerprint}},
@@ -116,10 +119,39 @@ class KeyRegistry:
             else:
                 changed.append(name)
             await self.store.audit(actor, f"key.{action}", name, not why, {"error": why} if why else None)
+        self._changed(changed)
         for name in changed:
             for listener in self._listeners:
                 await listener(name, "deleted" if action == "delete" else self.hosts[name].state)
         return changed, errors
+
+    def _changed(self, names: list[str]) -> None:
+        if names and self.on_change is not None:
+            self.on_change(names)
+
+    async def reload(self, names: list[str] | None = None) -> None:
+        """Take what another General changed in the store (`names`, or every host), and act on
+        state changes as if they were made here (a pending scout is let in, a deleted one cut off)."""
+        if names is None:
+            fresh = {h.hostname: h for h in await self.store.all_hosts()}
+            names = sorted(set(fresh) | set(self.hosts))
+        else:
+            fresh = {}
+            for name in names:
+                row = await self.store.get_host(name)
+                if row is not None:
+                    fresh[name] = row
+        self.denied = {d.hostname for d in await self.store.denied_keys()}
+        for name in names:
+            old, new = self.hosts.get(name), fresh.get(name)
+            if new is None:
+                self.hosts.pop(name, None)
+            else:
+                self.hosts[name] = new
+            before, after = old.state if old else "deleted", new.state if new else "deleted"
+            if before != after:
+                for listener in self._listeners:
+                    await listener(name, after)
 
     def names_for_all(self, action: str) -> list[str]:
         if action in ("accept", "reject"):

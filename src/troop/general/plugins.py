@@ -17,7 +17,7 @@ import os
 import shutil
 import signal
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +95,7 @@ class PluginIndex:
         self._entries: list[PluginEntry] = []
         self._by_name_os: dict[tuple[str, str], list[PluginEntry]] = {}
         self._lock = asyncio.Lock()  # one pull at a time: they share the checkout directory
+        self.on_pulled: Callable[[], None] | None = None  # a cluster tells the other Generals
 
     @property
     def entries(self) -> list[PluginEntry]:
@@ -173,6 +174,8 @@ class PluginIndex:
             self.entries, self.errors, self.commit, self.pulled_at = entries, errors, commit, report.pulled_at
         fields = {"commit": commit, "plugins": len(entries), "errors": len(errors)}
         log.info("plugins pulled", extra={"fields": fields})
+        if self.on_pulled is not None:
+            self.on_pulled()
         return report
 
     async def _checkout(self, url: str) -> Path:

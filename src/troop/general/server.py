@@ -22,9 +22,11 @@ from troop.general.identity import SessionKeys, load_or_create_keypair
 from troop.general.jobs import JobManager
 from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
+from troop.protocol.crypto import KeyPair
 from troop.settings import parse_hostport
 
 if TYPE_CHECKING:
+    from troop.general.cluster import Cluster
     from troop.general.plugin_sync import PluginSync
     from troop.general.plugins import PluginIndex
 from troop.store import Store
@@ -49,18 +51,36 @@ class General:
         self._servers: list[HttpServer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._rotate_task: asyncio.Task[None] | None = None
+        self.cluster: Cluster | None = None
+
+    @property
+    def clustered(self) -> bool:
+        return self.settings.bus.strip().startswith(("nats://", "tls://"))
 
     async def start(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.clustered and s.filemanager_listen:
+            raise ConfigError(
+                "with a nats:// bus every General must use one standalone troop-filemanager: "
+                'set filemanager_listen to "" and filemanager_url, filemanager_token_file'
+            )
         identity = load_or_create_keypair(s.data_dir / "general.key", s.key_bits)
         await migrate_in_child(s.store_url)
         self.store = await Store.open(s.store_url, migrate=False)
+        if self.clustered:
+            # One key for the whole cluster, so a scout's pin holds whichever General it reaches.
+            identity = KeyPair.from_pem(await self.store.state_once("general_key", identity.to_pem()))
         self.keys = KeyRegistry(self.store, s.auto_accept)
         await self.keys.load()
         self.hub = ScoutHub(s, identity, SessionKeys(), self.keys, load_blacklist(s.blacklist_path))
         self.jobs = JobManager(s, self.store, self.hub, self.keys)
         self.tokens = TokenService(self.store)
+        if self.clustered:
+            await self._make_cluster()
+            assert self.cluster is not None
+            self.tokens.on_revoke = self.cluster.tokens_revoked
+            self.cluster.on_tokens = self.tokens.forget
         await self.jobs.start()
         await self._start_files()
         await self._start_plugins()
@@ -70,6 +90,9 @@ class General:
         host, port = parse_hostport(s.scout_listen, 6954)
         self.scout_address = await self.hub.start(host, port)
         await self._start_api()
+        if self.cluster is not None:
+            api = f"{self.api_address[0]}:{self.api_address[1]}"
+            await self.cluster.start(api, f"{self.scout_address[0]}:{self.scout_address[1]}")
         if s.rotate_interval > 0:
             self._rotate_task = asyncio.create_task(self._rotate_loop())
         log.info(
@@ -80,10 +103,31 @@ class General:
                     "scouts": f"{self.scout_address[0]}:{self.scout_address[1]}",
                     "files": self.files.public_url or f"{self.files_address[0]}:{self.files_address[1]}",
                     "fingerprint": identity.public.fingerprint,
+                    "general": self.cluster.gid if self.cluster is not None else "",
                     "store": _redact(s.store_url),
                 }
             },
         )
+
+    async def _make_cluster(self) -> None:
+        from troop.bus import open_bus
+        from troop.bus.sealed import SealedBus
+        from troop.general.cluster import Cluster, new_gid
+
+        gid = new_gid()
+        bus_key = await self.store.state_once("bus_key", os.urandom(32))
+        bus = SealedBus(open_bus(self.settings.bus, name=f"troop-general-{gid}"), bus_key)
+        self.cluster = Cluster(self.store, bus, self.hub, self.keys, self.jobs, gid)
+
+    def connected_to(self, host: str) -> str | None:
+        """Id of the General the scout is connected to (cluster mode); None when offline or alone."""
+        if self.cluster is None:
+            return None
+        return self.cluster.gid if self.hub.is_online(host) else self.cluster.holder(host)
+
+    def rotate(self, why: str) -> int:
+        """A new session key here and, in a cluster, on every General."""
+        return self.cluster.rotate(why) if self.cluster is not None else self.hub.rotate(why)
 
     async def _start_files(self) -> None:
         s = self.settings
@@ -102,6 +146,12 @@ class General:
             self._tasks.append(asyncio.create_task(sweep_forever(local)))  # abandoned partial uploads
             blobs = local
         elif s.filemanager_url and s.filemanager_token_file:
+            if not s.filemanager_secret_path.exists():
+                # A new secret made here would sign URLs the FileManager refuses: fail now, clearly.
+                raise ConfigError(
+                    f"filemanager_secret_file {s.filemanager_secret_path} does not exist: with a standalone "
+                    "troop-filemanager, point it at a copy of the FileManager's secret (its DATA_DIR/filemanager.key)"
+                )
             token = Path(s.filemanager_token_file).read_text().strip()  # noqa: ASYNC240 - once, at start
             blobs = RemoteBlobStore(s.filemanager_url, token, s.max_upload)
         else:
@@ -118,6 +168,9 @@ class General:
         self.plugin_sync = PluginSync(self.plugins, self.keys, self.hub, self.files, self.jobs)
         self.jobs.keep_blobs = self.plugins.shas
         self.hub.on_online.append(lambda host: self.plugin_sync.sync([host]))
+        if self.cluster is not None:
+            self.plugins.on_pulled = self.cluster.plugins_pulled
+            self.cluster.on_plugins = self._plugins_changed_elsewhere
         self._tasks.append(asyncio.create_task(self._pull_at_start()))
 
     async def _pull_at_start(self) -> None:
@@ -128,6 +181,10 @@ class General:
             await self.plugins.pull()
         except PluginError as exc:
             log.warning("plugin pull at start failed; keeping the stored index", extra={"fields": {"why": str(exc)}})
+        await self.plugin_sync.sync(list(self.hub.online))
+
+    async def _plugins_changed_elsewhere(self) -> None:
+        await self.plugins.load()
         await self.plugin_sync.sync(list(self.hub.online))
 
     async def _start_api(self) -> None:
@@ -143,7 +200,7 @@ class General:
     async def _rotate_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.rotate_interval)
-            self.hub.rotate("schedule")
+            self.hub.rotate("schedule")  # each General on its own schedule: its key is its own
 
     async def stop(self) -> None:
         """Stop taking work, let in-flight writes land, close the store."""
@@ -155,6 +212,8 @@ class General:
             await server.stop()
         await self.hub.stop()
         await self.jobs.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if isinstance(self.files.blobs, RemoteBlobStore):
             await self.files.blobs.close()
         await self.store.close()

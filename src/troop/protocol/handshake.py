@@ -35,6 +35,7 @@ def build_hello(
     hello: messages.ServerHello,
     session_key: bytes,
     now: int,
+    holding: list[str] | None = None,
 ) -> tuple[messages.Signed, bytes]:
     """Return the signed Hello and the nonce the Welcome must echo."""
     general = PublicKey.from_der(hello.general_key)
@@ -48,6 +49,7 @@ def build_hello(
             challenge=hello.challenge,
             nonce=nonce,
             ts=now,
+            holding=holding or [],
         )
     )
     return messages.Signed(body=body, signature=scout.sign(body)), nonce

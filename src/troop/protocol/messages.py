@@ -45,6 +45,9 @@ class Hello(msgspec.Struct, tag=2, forbid_unknown_fields=False):
     challenge: bytes  # echo of ServerHello.challenge
     nonce: bytes  # 32 random bytes the General must sign back
     ts: int
+    # Tasks this scout still holds (running, or with a result not yet sent). A job whose
+    # General died learns from it, when the scout comes back elsewhere, which tasks died too.
+    holding: list[str] = msgspec.field(default_factory=list)
 
 
 class Welcome(msgspec.Struct, tag=3, forbid_unknown_fields=False):

@@ -93,7 +93,8 @@ class Agent:
             except (ProtocolError, PinError) as exc:
                 log.warning("closed connection to %s:%d: %s: %s", host, port, type(exc).__name__, exc)
             self.state = "disconnected"
-            index += 1
+            # Another General, at random: the scouts of a General that died spread over the survivors.
+            index += random.randrange(1, max(len(self.addresses), 2))  # noqa: S311
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _connect_once(self, host: str, port: int) -> None:
@@ -128,7 +129,9 @@ class Agent:
         self.pin.check(general_key.fingerprint)
         session_key = new_session_key()  # C: new for every connection
         facts = self._facts()
-        signed, nonce = handshake.build_hello(self.keypair, self.hostname, facts, server_hello, session_key, now_ms())
+        signed, nonce = handshake.build_hello(
+            self.keypair, self.hostname, facts, server_hello, session_key, now_ms(), self.runner.holding()
+        )
         conn.send_clear(signed)
         while True:  # a pending scout waits here for a second Welcome
             kind, body = await conn.read()

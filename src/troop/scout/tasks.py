@@ -66,6 +66,10 @@ class TaskRunner:
         running.add_done_callback(lambda t: self._cancelled_before_start(t, task.task_id))
         self._running[task.task_id] = running
 
+    def holding(self) -> list[str]:
+        """Ids of the tasks this scout still answers for: running, or a result not yet sent."""
+        return list(dict.fromkeys([*self._running, *self.outbox]))
+
     def _cancelled_before_start(self, running: asyncio.Task[None], task_id: str) -> None:
         # A task cancelled before its first step never enters _run's handler: report it here.
         if running.cancelled():

@@ -56,6 +56,7 @@ class JobRow:
     created_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
     state: str = "running"  # running | done
+    owner: str = ""  # id of the General that follows the job (cluster mode); "" for a lone General
 
 
 @dataclass(slots=True)
@@ -99,3 +100,16 @@ class AuditRow:
     detail: dict[str, Any] = field(default_factory=dict)
     ts: datetime = field(default_factory=utcnow)
     id: int | None = None  # assigned by the database
+
+
+@dataclass(slots=True)
+class GeneralRow:
+    """One General process of a cluster, as it registered itself."""
+
+    id: str
+    hostname: str = ""
+    api: str = ""
+    scouts: str = ""
+    started_at: datetime = field(default_factory=utcnow)
+    seen_at: datetime = field(default_factory=utcnow)
+    online: int = 0  # scouts connected to it at its last beat

@@ -14,12 +14,13 @@ import sqlalchemy as sa
 
 from troop.store.store_base import make_engine
 from troop.store.store_blobs import BlobQueries
+from troop.store.store_cluster import ClusterQueries
 from troop.store.store_hosts import HostQueries
 from troop.store.store_jobs import JobQueries
 from troop.store.store_tokens import TokenQueries
 
 
-class Store(HostQueries, JobQueries, TokenQueries, BlobQueries):
+class Store(HostQueries, JobQueries, TokenQueries, BlobQueries, ClusterQueries):
     """Durable state on SQLite (``sqlite+aiosqlite:///path``) or PostgreSQL
     (``postgresql+asyncpg://...``), with the same schema and behaviour on both."""
 

@@ -110,6 +110,7 @@ jobs = sa.Table(
     _ts("created_at", index=True),
     _ts("finished_at", nullable=True),
     _text("state"),  # running | done
+    _text("owner", default=""),  # the General following it (cluster mode)
 )
 
 job_hosts = sa.Table(
@@ -194,4 +195,17 @@ general_state = sa.Table(
     sa.Column("key", sa.Text(), primary_key=True),
     sa.Column("value", sa.LargeBinary(), nullable=False),
     _ts("updated_at"),
+)
+
+# Generals of a cluster: each refreshes seen_at every few seconds; a stale one is dead.
+generals = sa.Table(
+    "generals",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    _text("hostname", default=""),
+    _text("api", default=""),
+    _text("scouts", default=""),
+    _ts("started_at"),
+    _ts("seen_at"),
+    sa.Column("online", sa.Integer(), nullable=False, default=0, server_default="0"),
 )

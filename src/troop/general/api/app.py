@@ -27,7 +27,36 @@ log = logging.getLogger("troop.general.api")
 
 
 async def health(call: Call) -> Any:
-    return {"ok": True, "version": __version__, "scouts": len(call.general.hub.online)}
+    gen = call.general
+    cluster = gen.cluster
+    return {
+        "ok": True,
+        "version": __version__,
+        "scouts": len(gen.hub.online),
+        "general": cluster.gid if cluster is not None else None,
+    }
+
+
+async def list_generals(call: Call) -> Any:
+    gen = call.general
+    if gen.cluster is None:
+        return {"generals": []}
+    live = gen.cluster.live
+    return {
+        "generals": [
+            {
+                "id": row.id,
+                "hostname": row.hostname,
+                "api": row.api,
+                "scouts": row.scouts,
+                "online": row.online,
+                "started_at": row.started_at.isoformat(),
+                "seen_at": row.seen_at.isoformat(),
+                "alive": row.id in live,
+            }
+            for row in await gen.store.all_generals()
+        ]
+    }
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -37,6 +66,9 @@ ENDPOINTS: list[Endpoint] = [
     *files.ENDPOINTS,
     *plugins.ENDPOINTS,
     Endpoint("GET", "/api/v1/health", health, "Liveness (no token needed)", "health", role=None),
+    Endpoint(
+        "GET", "/api/v1/generals", list_generals, "The Generals of a cluster (empty for a lone General)", "health"
+    ),
 ]
 
 _DOCS = """<!doctype html><html><head><title>Troop API</title></head><body>

@@ -22,7 +22,7 @@ async def list_keys(call: Call) -> Any:
 
 async def rotate_key(call: Call) -> Any:
     gen = call.general
-    key_id = gen.hub.rotate("operator " + call.caller.name)
+    key_id = gen.rotate("operator " + call.caller.name)
     await gen.store.audit(call.caller.name, "key.rotate", "*", True, {"key_id": key_id})
     return {"key_id": key_id, "scouts": len(gen.hub.online)}
 
@@ -49,7 +49,8 @@ async def list_hosts(call: Call) -> Any:
             {
                 "hostname": row.hostname,
                 "state": row.state,
-                "online": gen.hub.is_online(row.hostname),
+                "online": gen.jobs.is_online(row.hostname),
+                "general": gen.connected_to(row.hostname),
                 "os": row.os,
                 "ip": row.ip,
                 "tags": row.tags,
