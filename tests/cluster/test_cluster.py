@@ -8,6 +8,7 @@ file order; the ones that kill a General come last.
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -259,6 +260,33 @@ def test_kill_general_mid_job(cluster: Cluster) -> None:
     cluster.start_general(B)
     cluster.wait_online(SCOUTS, via=B, timeout=20)
     assert_all_succeeded(cluster.submit(B, cmd("echo B-$SCOUT_NAME"), wait=30), SCOUTS, "B-{n}\n")
+
+
+def test_a_task_that_died_with_its_general_is_lost_at_once(cluster: Cluster) -> None:
+    """B dies and, with it, two of its scouts (their machines rebooted): when those scouts come
+    back, elsewhere, without the task, the job marks them lost then and there, not at its deadline."""
+    doomed = cluster.on(B)[:2]
+    assert len(doomed) == 2, cluster.placement()
+    cluster.wait_online(SCOUTS, via=A, timeout=15)
+    started = cluster.submit(A, cmd("sleep 4; echo done-$SCOUT_NAME", timeout=60))
+    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    t0 = time.monotonic()
+    cluster.kill_general(B)
+    for name in doomed:
+        cluster.stop_scout(name, signal.SIGKILL)
+        cluster.start_scout(name)
+
+    job = cluster.wait_job(A, started["job"], timeout=60)
+    took = time.monotonic() - t0
+    for name in doomed:
+        host = job["hosts"][name]
+        assert host["state"] == "lost", summary(job)
+        assert "came back without the task" in host["error"], host
+    assert took < 20, f"the job took {took:.1f}s: the lost hosts waited for the 60 s deadline"
+    rest = [n for n in SCOUTS if n not in doomed]
+    assert all(job["hosts"][n]["state"] == "succeeded" for n in rest), summary(job)
+    assert view(cluster.job(C, started["job"])) == view(job)
+    cluster.start_general(B)
 
 
 def test_kill_owner_mid_job(cluster: Cluster) -> None:
