@@ -65,6 +65,7 @@ NEUTRAL = [
     "test_state_once_keeps_the_first_value",
     "test_generals_register_and_forget",
     "test_job_ownership_claims_have_one_winner",
+    "test_finish_job_saves_its_last_rows_in_the_same_transaction",
 ]
 globals().update({name: getattr(_unit, name) for name in NEUTRAL})
 

@@ -563,3 +563,14 @@ async def test_job_ownership_claims_have_one_winner(store: Store) -> None:
     owner = (await store.job_owner("j1") or ("", ""))[0]
     assert owner in {"g0", "g1", "g2", "g3"}
     assert not await store.claim_job("j3", "dead", "g9")  # finished jobs are never claimed
+
+
+async def test_finish_job_saves_its_last_rows_in_the_same_transaction(store: Store) -> None:
+    await store.create_job(job("j1"), job_hosts("j1", ["a", "b"]))
+    row = JobHostRow(job_id="j1", hostname="b", task_id="", state="succeeded", stdout=b"hi", updated_at=at(5))
+    await store.finish_job("j1", at(6), [row])
+    found = await store.get_job("j1")
+    assert found is not None
+    assert found[0].state == "done" and found[0].finished_at == at(6)
+    assert [(h.hostname, h.state, h.stdout) for h in found[1]] == [("a", "sent", b""), ("b", "succeeded", b"hi")]
+    assert found[1][1].task_id == "j1/b"  # the task id is never rewritten

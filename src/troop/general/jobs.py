@@ -382,8 +382,7 @@ class JobManager:
         if job.timer is not None:
             job.timer.cancel()
         # Stored first, reported second: nothing a caller is told is done can be lost.
-        await self.writer.flush()
-        await self.store.finish_job(job.id, job.finished_at)
+        await self.writer.finish(job.id, job.finished_at)
         job.state = "done"
         self.active.pop(job.id, None)
         self._remember(job)

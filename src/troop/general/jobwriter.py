@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from troop.store import JobHostRow, Store, StoreUnavailable
 
 log = logging.getLogger("troop.general.jobs")
+# A row changed again within this time is written once: a scout's ack and its result a
+# moment later cost one transaction, not two (and the job's last rows ride with finish()).
+BATCH_DELAY = 0.005
 
 
 class JobWriter:
@@ -31,17 +35,38 @@ class JobWriter:
 
     async def flush(self) -> None:
         async with self._lock:
-            if not self._dirty:
-                return
-            rows, self._dirty = list(self._dirty.values()), {}
+            if self._dirty:
+                await self._save(list(self._dirty.values()))
+
+    async def finish(self, job_id: str, when: datetime) -> None:
+        """Save every pending row and mark the job done, in one transaction."""
+        async with self._lock:
+            rows = list(self._dirty.values())
             try:
-                await self.store.save_job_hosts(rows)
+                await self.store.finish_job(job_id, when, rows)
             except StoreUnavailable:
-                for row in rows:  # keep them for the next try, unless superseded meanwhile
-                    self._dirty.setdefault((row.job_id, row.hostname), row)
-                raise
+                raise  # rows stay pending: the next try takes them
             except Exception:
-                await self._save_one_by_one(rows)
+                await self._save(rows)
+                await self.store.finish_job(job_id, when)
+            else:
+                self._taken(rows)
+
+    async def _save(self, rows: list[JobHostRow]) -> None:
+        try:
+            await self.store.save_job_hosts(rows)
+        except StoreUnavailable:
+            raise  # kept pending for the next try
+        except Exception:
+            await self._save_one_by_one(rows)
+        else:
+            self._taken(rows)
+
+    def _taken(self, rows: list[JobHostRow]) -> None:
+        for row in rows:  # saved, unless superseded meanwhile (then the newer one stays pending)
+            key = (row.job_id, row.hostname)
+            if self._dirty.get(key) is row:
+                del self._dirty[key]
 
     async def _save_one_by_one(self, rows: list[JobHostRow]) -> None:
         """A batch the store refused: save what it takes; a row it never takes is logged and dropped,
@@ -49,9 +74,11 @@ class JobWriter:
         for row in rows:
             try:
                 await self.store.save_job_hosts([row])
+                self._taken([row])
             except StoreUnavailable:
-                self._dirty.setdefault((row.job_id, row.hostname), row)
+                pass  # still pending
             except Exception as exc:
+                self._taken([row])
                 log.error(
                     "dropped a result the store refused",
                     extra={
@@ -62,6 +89,7 @@ class JobWriter:
     async def run(self) -> None:
         while True:
             await self._wanted.wait()
+            await asyncio.sleep(BATCH_DELAY)
             self._wanted.clear()
             try:
                 await self.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -35,6 +36,18 @@ _SAVE = sa.update(job_hosts).where(
 )
 
 
+def _save_batch(rows: Sequence[JobHostRow]) -> list[dict[str, object]]:
+    ordered = sorted(rows, key=lambda r: (r.job_id, r.hostname))
+    return [
+        {
+            "key_job_id": r.job_id,
+            "key_hostname": r.hostname,
+            **{name: getattr(r, name) for name in RESULT_COLUMNS},
+        }
+        for r in ordered
+    ]
+
+
 class JobQueries(StoreBase):
     async def create_job(self, job: JobRow, hosts: list[JobHostRow]) -> None:
         """The job and all its host rows, in one transaction."""
@@ -52,21 +65,15 @@ class JobQueries(StoreBase):
             return
         # A fixed order makes concurrent PostgreSQL transactions lock rows in the same
         # order, so two overlapping batches wait for each other instead of deadlocking.
-        ordered = sorted(rows, key=lambda r: (r.job_id, r.hostname))
-        batch = [
-            {
-                "key_job_id": r.job_id,
-                "key_hostname": r.hostname,
-                **{name: getattr(r, name) for name in RESULT_COLUMNS},
-            }
-            for r in ordered
-        ]
         async with self._write() as conn:
-            await conn.execute(_SAVE, batch)
+            await conn.execute(_SAVE, _save_batch(rows))
 
-    async def finish_job(self, job_id: str, when: datetime) -> None:
+    async def finish_job(self, job_id: str, when: datetime, rows: Sequence[JobHostRow] = ()) -> None:
+        """Mark the job done, saving `rows` (as save_job_hosts) in the same transaction."""
         stmt = sa.update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=when)
         async with self._write() as conn:
+            if rows:
+                await conn.execute(_SAVE, _save_batch(rows))
             await conn.execute(stmt)
 
     async def get_job(self, job_id: str) -> tuple[JobRow, list[JobHostRow]] | None:
