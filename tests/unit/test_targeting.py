@@ -67,3 +67,9 @@ def test_one_is_about_uniform_and_never_offline() -> None:
     picks = Counter(names(hosts="web*", one=True)[0] for _ in range(3000))
     assert set(picks) == {"web1", "web2"}  # web3 is offline: never chosen
     assert all(900 < count < 2100 for count in picks.values()), picks
+
+
+def test_names_only_resolve_the_same_by_lookup_and_by_rows() -> None:
+    by_name = {h.hostname: h for h in HOSTS}
+    for expr in ("web1", "web2,web1,web2", "web*", "web1,web[23]"):
+        assert resolve(Target(hosts=expr), by_name, ONLINE.__contains__) == names(hosts=expr)

@@ -101,8 +101,7 @@ class Cluster:
         keys.on_change = lambda names: self.broadcast(wire.KEYS, wire.KeyChange(names))
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self, api: str, scouts: str) -> None:
-        self.row.api, self.row.scouts = api, scouts
+    async def start(self) -> None:
         own = {
             "tasks": self._on_tasks,
             "cancel": self._on_cancel,
@@ -121,6 +120,11 @@ class Cluster:
         await self._beat()
         self._loop_task = asyncio.create_task(self._beat_loop())
         self._spawn(self._resync())
+
+    async def announce(self, api: str, scouts: str) -> None:
+        """Record the addresses this General serves on (shown by GET /api/v1/generals)."""
+        self.row.api, self.row.scouts = api, scouts
+        await self.store.general_beat(self.row)
 
     async def stop(self) -> None:
         if self._loop_task is not None:

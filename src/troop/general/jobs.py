@@ -31,7 +31,7 @@ from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
 from troop.general.targeting import Target, name_matches, resolve
 from troop.protocol import messages
-from troop.store import JobRow, Store
+from troop.store import AuditRow, JobRow, Store
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
@@ -152,7 +152,7 @@ class JobManager:
         return self.remote is not None and self.remote.holder(hostname) is not None
 
     async def submit(self, req: JobRequest) -> Job:
-        names = resolve(req.target, list(self.keys.hosts.values()), self.is_online)
+        names = resolve(req.target, self.keys.hosts, self.is_online)
         if req.allowed is not None:
             outside = [n for n in names if not name_matches(n, req.allowed)]
             if outside:
@@ -178,7 +178,14 @@ class JobManager:
                 host.state, host.final, host.error = "offline", True, "scout not connected when the job was sent"
             job.hosts[name] = host
         now = utcnow()
-        await self.store.create_job(job.to_row(), [h.to_row(job.id, now) for h in job.hosts.values()])
+        audit = AuditRow(
+            req.actor,
+            f"job.{req.kind}",
+            req.target.describe(),
+            True,
+            {"job": job.id, "hosts": len(job.hosts), "args": job.args},
+        )
+        await self.store.create_job(job.to_row(), [h.to_row(job.id, now) for h in job.hosts.values()], audit)
         for sha in req.blobs:
             await self.store.link_blob(job.id, sha)
         self.active[job.id] = job

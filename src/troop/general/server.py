@@ -81,6 +81,7 @@ class General:
             assert self.cluster is not None
             self.tokens.on_revoke = self.cluster.tokens_revoked
             self.cluster.on_tokens = self.tokens.forget
+            await self.cluster.start()
         await self.jobs.start()
         await self._start_files()
         await self._start_plugins()
@@ -92,7 +93,7 @@ class General:
         await self._start_api()
         if self.cluster is not None:
             api = f"{self.api_address[0]}:{self.api_address[1]}"
-            await self.cluster.start(api, f"{self.scout_address[0]}:{self.scout_address[1]}")
+            await self.cluster.announce(api, f"{self.scout_address[0]}:{self.scout_address[1]}")
         if s.rotate_interval > 0:
             self._rotate_task = asyncio.create_task(self._rotate_loop())
         log.info(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from troop.store import HostRow
@@ -44,21 +44,25 @@ def name_matches(name: str, pats: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 
-def resolve(target: Target, hosts: Iterable[HostRow], is_online: Callable[[str], bool]) -> list[str]:
-    """Host names the target selects among accepted hosts; `hosts` may hold every known host."""
+def resolve(
+    target: Target, hosts: Mapping[str, HostRow] | Iterable[HostRow], is_online: Callable[[str], bool]
+) -> list[str]:
+    """Host names the target selects among accepted hosts; `hosts` may hold every known host
+    (by name, or as rows)."""
     pats = patterns(target.hosts)
     if not pats:
         raise TargetError("empty target: give host names, globs or '*'")
-    hosts = list(hosts)
-    known = {h.hostname: h.state for h in hosts}
+    known = hosts if isinstance(hosts, Mapping) else {h.hostname: h for h in hosts}
     literal = [p for p in pats if not any(c in p for c in "*?[")]
     unknown = [p for p in literal if p not in known]
     if unknown:
         raise TargetError(f"unknown host(s): {', '.join(unknown)}")
-    waiting = [f"{p} ({known[p]})" for p in literal if known[p] != "accepted"]
+    waiting = [f"{p} ({known[p].state})" for p in literal if known[p].state != "accepted"]
     if waiting:
         raise TargetError(f"host(s) not accepted: {', '.join(waiting)}")
-    hosts = [h for h in hosts if h.state == "accepted"]
+    # Only names: look them up instead of matching every known host (one host of 10,000).
+    candidates = [known[p] for p in dict.fromkeys(literal)] if len(literal) == len(pats) else known.values()
+    hosts = [h for h in candidates if h.state == "accepted"]
     wanted_os = target.os.lower() if target.os else None
     tags = set(target.tags)
     matched = sorted(

@@ -29,7 +29,7 @@ class ClusterQueries(StoreBase):
         stmt = self._upsert(generals)
         stmt = stmt.on_conflict_do_update(
             index_elements=[generals.c.id],
-            set_={"seen_at": stmt.excluded.seen_at, "online": stmt.excluded.online},
+            set_={name: stmt.excluded[name] for name in ("seen_at", "online", "api", "scouts")},
         )
         async with self._write() as conn:
             await conn.execute(stmt, params(row))

@@ -8,8 +8,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from troop.store.rows import JobHostRow, JobRow
+from troop.store.rows import AuditRow, JobHostRow, JobRow
 from troop.store.store_base import StoreBase, params, to_rows
+from troop.store.tables import audit as audit_table
 from troop.store.tables import job_hosts, jobs
 
 # Columns save_job_hosts writes. task_id is left out: it names the task for its life.
@@ -49,12 +50,14 @@ def _save_batch(rows: Sequence[JobHostRow]) -> list[dict[str, object]]:
 
 
 class JobQueries(StoreBase):
-    async def create_job(self, job: JobRow, hosts: list[JobHostRow]) -> None:
-        """The job and all its host rows, in one transaction."""
+    async def create_job(self, job: JobRow, hosts: list[JobHostRow], audit: AuditRow | None = None) -> None:
+        """The job, all its host rows and its audit row, in one transaction."""
         async with self._write() as conn:
             await conn.execute(sa.insert(jobs), [params(job)])
             if hosts:
                 await conn.execute(sa.insert(job_hosts), [params(h) for h in hosts])
+            if audit is not None:
+                await conn.execute(sa.insert(audit_table), [params(audit, skip=("id",))])
 
     async def save_job_hosts(self, rows: list[JobHostRow]) -> None:
         """Write the result columns of existing rows in one transaction.

@@ -68,13 +68,7 @@ async def submit_job(call: Call) -> Any:
     except (TargetError, TargetNotAllowed) as exc:
         await gen.store.audit(caller.name, f"job.{body.kind}", target.describe(), False, {"error": str(exc)})
         raise ApiError(404 if isinstance(exc, TargetError) else 403, str(exc)) from exc
-    await gen.store.audit(
-        caller.name,
-        f"job.{body.kind}",
-        target.describe(),
-        True,
-        {"job": job.id, "hosts": len(job.hosts), "args": job.args},
-    )
+    # The job's audit row was written with the job itself, in one transaction.
     if call.query["wait"] is not None:
         await gen.jobs.wait(job, call.query["wait"])
         return JSONResponse(job.to_json(), status_code=201)
