@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-slow lint typecheck unit bench soak plugins clean
+.PHONY: install demo test test-all test-slow lint typecheck unit bench soak bench-cluster plugins clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Troop needs Python 3.11 or newer"'
@@ -54,6 +54,13 @@ bench: $(STAMP)
 # 1,000 scouts and a job a second for 10 minutes: RSS and open fds must stay flat (not in CI).
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --scouts 1000 --minutes 10
+
+# Scale-out: 3 Generals on one PostgreSQL and one NATS (both started by the bench, on loopback),
+# 1,000 swarm scouts spread over them; ping of all and of one host on another General (not in CI).
+#   make bench-cluster CLUSTER_ARGS="--profile"          (see python bench/cluster.py --help)
+bench-cluster: $(STAMP)
+	bash scripts/services.sh ensure
+	$(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
 
 # The built-in scout_manager plugin, named by the plugin rule (NAME-OS-vX.Y.Z), in build/plugins/.
 plugins: $(STAMP)

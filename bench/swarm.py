@@ -15,6 +15,9 @@ count, then times `POST /api/v1/jobs?wait=60 {"kind": "ping", "target": {"hosts"
 from submit to the answer naming every host (one warm-up, then --runs), and reads the
 General's VmRSS/PSS. Above ~25,000 connections the scouts dial from several 127.0.0.x
 source addresses (one source address has ~28k ephemeral ports).
+A worker given several General addresses (`--general H:P,H:P,...`, or SwarmBench.attach() for
+Generals started elsewhere, as bench/cluster.py does) spreads its scouts over them round-robin:
+scout i dials address i mod n.
 With --profile it records the General with py-spy (bench/work/tools-venv) during extra
 pings at the largest count and writes the hottest functions next to the results.
 """
@@ -198,11 +201,12 @@ class SimScout(asyncio.Protocol):
 
 
 class Swarm:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, more: list[tuple[str, int]] | None = None) -> None:
         from troop import __version__
         from troop.protocol import messages
 
         self.host, self.port = host, port
+        self.addresses = [(host, port), *(more or [])]  # scout i dials addresses[i % n]
         self.scouts: dict[str, SimScout] = {}
         self.tasks: Counter[str] = Counter()
         self.lost_count = 0
@@ -234,13 +238,14 @@ class Swarm:
     async def connect_one(self, i: int, source: str | None) -> None:
         name = f"swarm-{i:05d}"
         keypair = load_keypair(i)
+        host, port = self.addresses[i % len(self.addresses)]
         for attempt in range(5):
             loop = asyncio.get_running_loop()
             try:
                 _, proto = await loop.create_connection(
                     lambda: SimScout(self, name, keypair),
-                    self.host,
-                    self.port,
+                    host,
+                    port,
                     local_addr=(source, 0) if source else None,
                 )
                 await proto.handshake()
@@ -283,9 +288,9 @@ class Swarm:
             await asyncio.sleep(self.heartbeat / 2)
 
 
-async def worker_main(host: str, port: int) -> None:
+async def worker_main(host: str, port: int, more: list[tuple[str, int]] | None = None) -> None:
     """A swarm process: reads `add FIRST COUNT` lines on stdin, answers `ready N` on stdout."""
-    swarm = Swarm(host, port)
+    swarm = Swarm(host, port, more)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -334,10 +339,18 @@ class SwarmBench:
         self.general: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.size = 0
+        self.token_file = self.root / "general" / "admin.token"
 
     @property
     def token(self) -> str:
-        return (self.root / "general" / "admin.token").read_text().strip()
+        return self.token_file.read_text().strip()
+
+    def attach(self, api_port: int, token_file: Path, scout_addresses: list[str]) -> None:
+        """Instead of start(): use Generals started elsewhere. The API calls go to `api_port`
+        with the token in `token_file`; the scouts are spread round-robin over `scout_addresses`
+        (HOST:PORT each). Only the workers are started (and stopped by stop())."""
+        self.api_port, self.token_file = api_port, token_file
+        self.start_workers(scout_addresses)
 
     def start(self) -> None:
         exe = str(Path(sys.executable).with_name("troop-general"))
@@ -364,9 +377,12 @@ class SwarmBench:
             60,
             "the General",
         )
+        self.start_workers([f"127.0.0.1:{self.scout_port}"])
+
+    def start_workers(self, scout_addresses: list[str]) -> None:
         for _ in range(self.nprocs):
             w = subprocess.Popen(
-                [sys.executable, __file__, "--worker", "--general", f"127.0.0.1:{self.scout_port}"],
+                [sys.executable, __file__, "--worker", "--general", ",".join(scout_addresses)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=(self.root / "worker.log").open("ab"),
@@ -498,13 +514,16 @@ BUCKETS = [
 ]
 
 
-def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
-    """py-spy raw (collapsed) stacks -> where the samples are: per thread, per Troop function
-    (inclusive), per function of any module (self)."""
+def summarise_profile(
+    raw: Path, top: int = 25, buckets: list[tuple[str, tuple[str, ...]]] | None = None
+) -> dict[str, Any]:
+    """py-spy raw (collapsed) stacks -> where the samples are: per thread, per bucket (default
+    BUCKETS), per Troop function (inclusive), per function of any module (self)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     threads: Counter[str] = Counter()
-    buckets: Counter[str] = Counter()
+    per_bucket: Counter[str] = Counter()
+    buckets_of = BUCKETS if buckets is None else buckets
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
@@ -514,8 +533,8 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         total += count
         frames = stack.split(";")
         threads["sqlite thread (aiosqlite)" if "_connection_worker_thread" in stack else "event loop"] += count
-        bucket = next((name for name, keys in BUCKETS if any(k in stack for k in keys)), "other (event loop, idle-ish)")
-        buckets[bucket] += count
+        bucket = next((name for name, keys in buckets_of if any(k in stack for k in keys)), "other (idle-ish)")
+        per_bucket[bucket] += count
         for f in {_short(f) for f in frames}:
             if "troop/" in f:
                 inclusive[f] += count
@@ -527,7 +546,7 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
     return {
         "samples": total,
         "threads_pct": pct(threads),
-        "buckets_pct": pct(buckets),
+        "buckets_pct": pct(per_bucket),
         "inclusive_pct": pct(inclusive),
         "self_pct": pct(own),
         "raw": str(raw),
@@ -604,19 +623,19 @@ def main() -> int:
     parser.add_argument("--keys-only", action="store_true", help="only make the cached keys")
     parser.add_argument("--json", help="write the figures here (default bench/results/swarm-DATE.json)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--general", help=argparse.SUPPRESS)
+    parser.add_argument("--general", help=argparse.SUPPRESS)  # HOST:PORT[,HOST:PORT...]
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     if args.worker:
         raise_fd_limit()
-        host, port = args.general.rsplit(":", 1)
+        addresses = [(h, int(p)) for h, _, p in (a.rpartition(":") for a in args.general.split(","))]
         try:
             import uvloop
 
             uvloop.install()
         except ImportError:
             pass
-        asyncio.run(worker_main(host, int(port)))
+        asyncio.run(worker_main(*addresses[0], addresses[1:]))
         return 0
     if args.keys_only:
         print(json.dumps(ensure_keys(max(counts))))
