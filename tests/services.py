@@ -65,8 +65,12 @@ def postgres_bin() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
-def start_postgres() -> Postgres:
-    """Start a PostgreSQL on a free loopback port; raise RuntimeError when it cannot run here."""
+def start_postgres(*, durable: bool = False) -> Postgres:
+    """Start a PostgreSQL on a free loopback port; raise RuntimeError when it cannot run here.
+
+    By default it trades durability for speed (no fsync, asynchronous commit: a kill loses the
+    last commits). `durable` keeps PostgreSQL's own defaults, as a production server has them:
+    for tests that crash the server and benchmarks that time commits."""
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed (make test installs it with apt)")
@@ -86,8 +90,9 @@ def start_postgres() -> Postgres:
     )
     port = _free_port()
     argv = [f"{bindir}/postgres", "-D", data, "-k", root, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=300"]  # fmt: skip
+    if not durable:
+        argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "wb"), preexec_fn=as_postgres
     )

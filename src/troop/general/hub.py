@@ -19,6 +19,7 @@ from troop.general.settings import GeneralSettings
 from troop.protocol import messages
 from troop.protocol.channel import now_ms
 from troop.protocol.crypto import KeyPair
+from troop.store import StoreUnavailable
 
 log = logging.getLogger("troop.general.hub")
 MAX_CONCURRENT_HANDSHAKES = 64
@@ -218,5 +219,7 @@ class ScoutHub:
                         session.send(beat)
             try:
                 await self.keys.touch(list(self.online))
+            except StoreUnavailable as exc:
+                log.warning("could not record last_seen", extra={"fields": {"why": str(exc)}})
             except Exception:
                 log.exception("could not record last_seen")

@@ -31,13 +31,14 @@ from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
 from troop.general.targeting import Target, name_matches, resolve
 from troop.protocol import messages
-from troop.store import AuditRow, JobRow, Store
+from troop.store import AuditRow, JobRow, Store, StoreUnavailable
 
 log = logging.getLogger("troop.general.jobs")
 RECENT_JOBS = 256
 RECENT_HOSTS = 20_000  # host results of finished jobs kept in memory; older ones are read from the store
 RECONNECTING_KINDS = frozenset({"scout.restart", "scout.upgrade"})
 PRUNE_EVERY = 3600.0
+FINISH_RETRY = 1.0  # seconds between tries to store a finished job while the store is down
 
 
 class TargetNotAllowed(Exception):
@@ -389,7 +390,13 @@ class JobManager:
         if job.timer is not None:
             job.timer.cancel()
         # Stored first, reported second: nothing a caller is told is done can be lost.
-        await self.writer.finish(job.id, job.finished_at)
+        while True:
+            try:
+                await self.writer.finish(job.id, job.finished_at)
+                break
+            except StoreUnavailable:
+                log.warning("store unavailable: will retry finishing a job", extra={"fields": {"job": job.id}})
+                await asyncio.sleep(FINISH_RETRY)
         job.state = "done"
         self.active.pop(job.id, None)
         self._remember(job)

@@ -93,6 +93,10 @@ class JobWriter:
             self._wanted.clear()
             try:
                 await self.flush()
+            except StoreUnavailable as exc:
+                log.warning("could not save job results; will retry", extra={"fields": {"why": str(exc)}})
+                await asyncio.sleep(1.0)
+                self._wanted.set()
             except Exception:
                 log.exception("could not save job results; will retry")
                 await asyncio.sleep(1.0)
