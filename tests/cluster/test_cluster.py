@@ -7,11 +7,13 @@ file order; the ones that kill a General come last.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +126,23 @@ def test_cross_general_job(cluster: Cluster) -> None:
         missing = [n for n in on[i] if lines.get(n) != f"one-{n}\ntwo-{n}\n"]
         assert not missing, f"no (or wrong) streamed output from scouts on {'ABC'[i]}: {missing}; got {lines}"
     assert_all_succeeded(events[-1]["job"], SCOUTS, "one-{n}\ntwo-{n}\n")
+
+
+def test_files_through_another_general(cluster: Cluster, tmp_path: Path) -> None:
+    """A file pushed through A lands on scouts held by B and C (from the one FileManager), and a
+    file is read through B from a scout held by C."""
+    os.chmod(tmp_path, 0o755)
+    src = tmp_path / "app.conf"
+    src.write_text("listen 8080\n")
+    for i in (B, C):
+        name = cluster.on(i)[0]
+        dest = tmp_path / f"{name}.conf"
+        result = cluster.cli(A, "file", "push", name, str(src), str(dest))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert dest.read_text() == "listen 8080\n"
+    name = cluster.on(C)[0]
+    result = cluster.cli(B, "file", "read", name, str(tmp_path / f"{name}.conf"))
+    assert result.returncode == 0 and "listen 8080" in result.stdout, result.stdout + result.stderr
 
 
 def test_cli_through_each_general(cluster: Cluster) -> None:
