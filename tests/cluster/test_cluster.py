@@ -324,3 +324,23 @@ def test_kill_owner_mid_job(cluster: Cluster) -> None:
     assert_all_succeeded(job, SCOUTS, "done-{n}\n")  # every scout kept running its task
     assert view(cluster.job(C, started["job"])) == view(job)
     assert cluster.job_counts(C, started["job"]) == {"succeeded": len(SCOUTS)}
+
+
+def test_stopping_the_owner_hands_its_job_over_at_once(cluster: Cluster) -> None:
+    """A clean stop (a rolling upgrade) of the General that owns a running job: a survivor adopts
+    it at once, the scouts keep their tasks, and every result arrives in time (none late)."""
+    on_a = cluster.on(A)
+    cluster.wait_online(SCOUTS, via=B, timeout=15)
+    started = cluster.submit(A, cmd("sleep 3; echo done-$SCOUT_NAME", timeout=20))
+    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    t0 = time.monotonic()
+    cluster.stop_general(A)
+
+    job = cluster.wait_job(C, started["job"], timeout=60)
+    took = time.monotonic() - t0
+    not_ok = {n: (h["state"], h["error"]) for n, h in job["hosts"].items() if h["state"] != "succeeded"}
+    assert not not_ok, f"hosts of A's own scouts {on_a}: {not_ok}"
+    assert not [n for n, h in job["hosts"].items() if h["late"]], summary(job)
+    assert took < 15, f"the job ended {took:.1f}s after the stop (timeout 20 s): it was not adopted at once"
+    assert_all_succeeded(job, SCOUTS, "done-{n}\n")
+    cluster.start_general(A)

@@ -59,7 +59,7 @@ log = logging.getLogger("troop.general.cluster")
 
 BEAT = 2.0  # seconds between a General's beats in the store
 DEAD_AFTER = 10.0  # a General not seen for this long is dead: its scouts and jobs are taken over
-FORGET_AFTER = timedelta(days=1)  # registrations of dead Generals are kept this long (for `troop general ls`)
+FORGET_AFTER = timedelta(days=1)  # registrations of dead Generals are kept this long (GET /api/v1/generals)
 REQUEST_TIMEOUT = 3.0
 CHUNK = 250  # tasks per bus request: keeps a message of big tasks under NATS' 1 MiB
 MAX_REMOTE_TASKS = 200_000  # tasks handed to our scouts for other Generals, remembered for routing
@@ -125,6 +125,11 @@ class Cluster:
         """Record the addresses this General serves on (shown by GET /api/v1/generals)."""
         self.row.api, self.row.scouts = api, scouts
         await self.store.general_beat(self.row)
+
+    def detach(self) -> None:
+        """Stopping: scouts about to be cut off keep their tasks, and our jobs go to an adopter
+        as they are; they must not be marked lost here on the way out."""
+        self.hub.events = None
 
     async def stop(self) -> None:
         if self._loop_task is not None:

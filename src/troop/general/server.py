@@ -211,6 +211,8 @@ class General:
             task.cancel()
         for server in self._servers:
             await server.stop()
+        if self.cluster is not None:
+            self.cluster.detach()
         await self.hub.stop()
         await self.jobs.stop()
         if self.cluster is not None:
