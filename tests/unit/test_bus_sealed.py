@@ -77,3 +77,14 @@ def test_stale_messages_are_refused() -> None:
         old = bus.seal("troop.c.rotate", b"x")
     with pytest.raises(BusSealError, match="stale"):
         bus.open("troop.c.rotate", old)
+
+
+async def test_a_reply_answers_only_its_own_request() -> None:
+    """A reply captured from the bus cannot be passed off as the answer to another request."""
+    bus = SealedBus(LocalBus(), KEY)
+    request_one = bus.seal("troop.g.a.tasks", b"one")
+    reply_one = bus.seal("<troop.g.a.tasks", b"answer one", bound=request_one[:12])
+    assert bus.open("<troop.g.a.tasks", reply_one, bound=request_one[:12]) == b"answer one"
+    request_two = bus.seal("troop.g.a.tasks", b"two")
+    with pytest.raises(BusSealError):
+        bus.open("<troop.g.a.tasks", reply_one, bound=request_two[:12])

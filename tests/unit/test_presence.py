@@ -54,3 +54,35 @@ def test_own_changes_are_batched_and_numbered() -> None:
     snap = p.snapshot(["h1"])
     assert snap.full and snap.seq == 1 and snap.online == [("h1", [])]
     assert p.apply(msg, lambda h, t: None) and p.where == {}  # our own messages change nothing
+
+
+async def test_a_count_that_disagrees_two_beats_running_asks_for_a_snapshot() -> None:
+    """The safety net for a lost presence message with no later one to reveal the gap."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from troop.bus import LocalBus
+    from troop.general.cluster import Cluster
+    from troop.store import GeneralRow
+
+    hub = SimpleNamespace(events=None, presence_changed=None, online={})
+    parts = SimpleNamespace(remote=None, on_change=None)
+    cluster = Cluster(None, LocalBus(), hub, parts, parts, "me")  # type: ignore[arg-type]
+    asked: list[str] = []
+
+    async def snapshot_from(gid: str) -> None:
+        asked.append(gid)
+
+    cluster._snapshot_from = snapshot_from  # type: ignore[method-assign]
+    cluster.presence.where = {"h1": "b"}
+    says_two = [GeneralRow(id="b", online=2)]
+    cluster._check_counts(says_two)  # one beat: could be a delta still on its way
+    await asyncio.sleep(0)
+    assert asked == []
+    cluster._check_counts(says_two)
+    await asyncio.sleep(0)
+    assert asked == ["b"]
+    cluster._check_counts([GeneralRow(id="b", online=1)])  # agrees again
+    cluster._check_counts(says_two)
+    await asyncio.sleep(0)
+    assert asked == ["b"]

@@ -6,7 +6,8 @@ subject, or is older than `window` seconds is dropped (one log line) before any 
 sees it. The key lives in the store, which every General of a cluster already trusts.
 
 Wire form: 12-byte nonce || AES-GCM(8-byte big-endian ms timestamp || payload), with the
-subject as associated data. A reply is sealed with the request's subject and a "<" prefix.
+subject as associated data. A reply's associated data is "<", the request's subject and the
+request's nonce: a reply answers that one request and no other.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ class SealedBus(Bus):
         self._window_ms = int(window * 1000)
         inner.on_state(self._emit)
 
-    def seal(self, subject: str, data: bytes) -> bytes:
+    def seal(self, subject: str, data: bytes, bound: bytes = b"") -> bytes:
         nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, _TS.pack(int(time.time() * 1000)) + data, subject.encode())
+        return nonce + self._aead.encrypt(nonce, _TS.pack(int(time.time() * 1000)) + data, subject.encode() + bound)
 
-    def open(self, subject: str, data: bytes) -> bytes:
+    def open(self, subject: str, data: bytes, bound: bytes = b"") -> bytes:
         if len(data) < OVERHEAD:
             raise BusSealError(f"bus message on {subject} too short to be sealed")
         try:
-            plain = self._aead.decrypt(data[:12], data[12:], subject.encode())
+            plain = self._aead.decrypt(data[:12], data[12:], subject.encode() + bound)
         except InvalidTag as exc:  # wrong key, subject or bytes
             raise BusSealError(f"bus message on {subject} failed authentication") from exc
         (ts,) = _TS.unpack_from(plain)
@@ -72,13 +73,14 @@ class SealedBus(Bus):
                 log.warning("dropped a bus message: %s", exc)
                 return None
             answer = await handler(actual, plain)
-            return None if answer is None else self.seal("<" + actual, answer)
+            return None if answer is None else self.seal("<" + actual, answer, bound=data[:12])
 
         return await self.inner.subscribe(subject, opened, queue=queue)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
-        answer = await self.inner.request(subject, self.seal(subject, data), timeout)
-        return self.open("<" + subject, answer)
+        sealed = self.seal(subject, data)
+        answer = await self.inner.request(subject, sealed, timeout)
+        return self.open("<" + subject, answer, bound=sealed[:12])
 
     @property
     def connected(self) -> bool:

@@ -91,6 +91,7 @@ class Cluster:
         self._flush_scheduled = False
         self._presence_scheduled = False
         self._steady_since: float | None = None  # beats in the store have succeeded since then
+        self._mismatch: set[str] = set()  # peers whose scout count disagreed with presence at the last beat
         self._background: set[asyncio.Future[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         # Hooked in at once: a scout connecting before start() is still announced (a later
@@ -180,11 +181,25 @@ class Cluster:
         for gid in live - self.live:
             self._spawn(self._snapshot_from(gid))
         self.live = live
+        self._check_counts([r for r in rows if r.id in live and r.id != self.gid])
         # Only a General whose own beats are steady judges others dead: after a store outage
         # everybody's seen_at is old, and adopting then would steal live Generals' jobs.
         if time.monotonic() - self._steady_since >= DEAD_AFTER:
             await self._adopt_orphans(sorted(live))
             await self.store.forget_generals(now - FORGET_AFTER)
+
+    def _check_counts(self, peers: list[GeneralRow]) -> None:
+        """A presence message lost with no later one to show the gap: a peer's own count of its
+        scouts (in the store) disagrees with ours for two beats running: ask for a snapshot."""
+        ours = self.presence.counts()
+        for row in peers:
+            if ours.get(row.id, 0) == row.online:
+                self._mismatch.discard(row.id)
+            elif row.id in self._mismatch:
+                self._mismatch.discard(row.id)
+                self._spawn(self._snapshot_from(row.id))
+            else:
+                self._mismatch.add(row.id)
 
     async def _adopt_orphans(self, live: list[str]) -> None:
         for row in await self.store.orphaned_jobs(live):
