@@ -132,6 +132,14 @@ def test_old_jobs_are_pruned_by_retention(tmp_path: Path) -> None:
         f.start_general("--config", str(config))
         f.start_scout("p1")
         f.wait_online(["p1"])
+        # The scout's first connection brings a plugin.update job (scout_manager); let it land
+        # first, so the four pings are the newest jobs.
+        deadline = time.monotonic() + 30
+        while not any(
+            j["kind"] == "plugin.update" and j["state"] == "done" for j in run_json(f, "job", "list")[1]["jobs"]
+        ):
+            assert time.monotonic() < deadline, "no plugin.update job for the new scout"
+            time.sleep(0.1)
         ids = [run_json(f, "ping", "p1")[1]["job"] for _ in range(4)]
         f.stop_general()
         f.start_general("--config", str(config))  # the pruner runs at start, then hourly

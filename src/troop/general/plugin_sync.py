@@ -7,6 +7,7 @@ after every pull; `troop plugin update` runs the same plan on demand.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("troop.general.plugin_sync")
 ALWAYS = "scout_manager"
+# Scouts connecting within this many seconds share one plugin.update job: a fleet coming
+# back after a restart makes a handful of jobs, not one per scout.
+BATCH_SECONDS = 0.5
 
 
 def installed_versions(plugins: list[str]) -> dict[str, str]:
@@ -37,6 +41,21 @@ class PluginSync:
         self, index: PluginIndex, keys: KeyRegistry, hub: ScoutHub, files: FileService, jobs: JobManager
     ) -> None:
         self.index, self.keys, self.hub, self.files, self.jobs = index, keys, hub, files, jobs
+        self._pending: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def connected(self, host: str) -> None:
+        """A scout connected: sync it with the others that connect in the next BATCH_SECONDS."""
+        self._pending.add(host)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._sync_pending)
+
+    def _sync_pending(self) -> None:
+        hosts, self._pending, self._timer = sorted(self._pending), set(), None
+        task = asyncio.ensure_future(self.sync(hosts))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def plan(self, host: str, wants: list[str] | None = None, force: bool = False) -> list[PluginEntry]:
         row = self.keys.hosts.get(host)

@@ -168,7 +168,7 @@ class General:
         await self.plugins.load()
         self.plugin_sync = PluginSync(self.plugins, self.keys, self.hub, self.files, self.jobs)
         self.jobs.keep_blobs = self.plugins.shas
-        self.hub.on_online.append(lambda host: self.plugin_sync.sync([host]))
+        self.hub.on_online.append(self.plugin_sync.connected)
         if self.cluster is not None:
             self.plugins.on_pulled = self.cluster.plugins_pulled
             self.cluster.on_plugins = self._plugins_changed_elsewhere
