@@ -7,7 +7,8 @@ A General is in cluster mode when its `bus` setting is a nats:// URL. Then:
   `DEAD_AFTER` seconds is dead (a clean stop marks itself dead at once). The RSA key pair that
   scouts pin is shared: the first General stores its own key (DATA_DIR/general.key) in the
   store and every other General uses the stored one. The session key B is NOT shared: each
-  General keeps its own, new on every start, so a read of the database cannot forge tasks.
+  General keeps its own, new on every start; it only ever derives keys for its own connections,
+  so sharing it would buy nothing and put it in every database backup.
 - Bus sealing. Every bus message is sealed with AES-256-GCM under a cluster key kept in the
   store (made by the first General), with the subject as associated data and a timestamp
   checked for freshness: reaching NATS is not enough to send a task to a scout.
