@@ -59,12 +59,14 @@ def assert_all_succeeded(job: dict[str, Any], names: list[str], stdout: str | No
 
 
 def running_on_every_host(cluster: Cluster, via: int, job_id: str, limit: float) -> None:
-    """Wait until every host of the job is running as General `via` sees it, at most `limit` s."""
+    """Wait until every host of the job is running as General `via` sees it, at most `limit` s:
+    the faults below must strike while every task runs, or they test nothing."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    while True:
         job = cluster.job(via, job_id)
         if all(h["state"] == "running" for h in job["hosts"].values()):
             return
+        assert time.monotonic() < deadline, f"not every host running after {limit}s: {summary(job)}"
         time.sleep(0.1)
 
 
@@ -256,12 +258,12 @@ def test_key_delete_closes_the_connection_wherever_it_is(cluster: Cluster) -> No
 def test_kill_general_mid_job(cluster: Cluster) -> None:
     on_b = cluster.on(B)
     cluster.wait_online(SCOUTS, via=A, timeout=15)
-    started = cluster.submit(A, cmd("sleep 3; echo done-$SCOUT_NAME", timeout=30))
+    started = cluster.submit(A, cmd("sleep 6; echo done-$SCOUT_NAME", timeout=30))
     t0 = time.monotonic()
-    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    running_on_every_host(cluster, A, started["job"], limit=4.5)
     cluster.kill_general(B)
     killed_after = time.monotonic() - t0
-    assert killed_after < 2.8, f"B was killed {killed_after:.1f}s in, not while the 3 s tasks ran"
+    assert killed_after < 5.5, f"B was killed {killed_after:.1f}s in, not while the 6 s tasks ran"
 
     job = cluster.wait_job(A, started["job"], timeout=60)
     assert sorted(job["hosts"]) == SCOUTS, summary(job)
@@ -287,8 +289,8 @@ def test_a_task_that_died_with_its_general_is_lost_at_once(cluster: Cluster) -> 
     doomed = cluster.on(B)[:2]
     assert len(doomed) == 2, cluster.placement()
     cluster.wait_online(SCOUTS, via=A, timeout=15)
-    started = cluster.submit(A, cmd("sleep 4; echo done-$SCOUT_NAME", timeout=60))
-    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    started = cluster.submit(A, cmd("sleep 6; echo done-$SCOUT_NAME", timeout=60))
+    running_on_every_host(cluster, A, started["job"], limit=4.5)
     t0 = time.monotonic()
     cluster.kill_general(B)
     for name in doomed:
@@ -311,8 +313,8 @@ def test_a_task_that_died_with_its_general_is_lost_at_once(cluster: Cluster) -> 
 def test_kill_owner_mid_job(cluster: Cluster) -> None:
     on_a = cluster.on(A)
     cluster.wait_online(SCOUTS, via=A, timeout=15)
-    started = cluster.submit(A, cmd("sleep 3; echo done-$SCOUT_NAME", timeout=12))
-    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    started = cluster.submit(A, cmd("sleep 6; echo done-$SCOUT_NAME", timeout=15))
+    running_on_every_host(cluster, A, started["job"], limit=4.5)
     cluster.kill_general(A)
 
     job = cluster.wait_job(B, started["job"], timeout=60)  # finished by a survivor that adopted it
@@ -331,8 +333,8 @@ def test_stopping_the_owner_hands_its_job_over_at_once(cluster: Cluster) -> None
     it at once, the scouts keep their tasks, and every result arrives in time (none late)."""
     on_a = cluster.on(A)
     cluster.wait_online(SCOUTS, via=B, timeout=15)
-    started = cluster.submit(A, cmd("sleep 3; echo done-$SCOUT_NAME", timeout=20))
-    running_on_every_host(cluster, A, started["job"], limit=2.0)
+    started = cluster.submit(A, cmd("sleep 6; echo done-$SCOUT_NAME", timeout=25))
+    running_on_every_host(cluster, A, started["job"], limit=4.5)
     t0 = time.monotonic()
     cluster.stop_general(A)
 
@@ -341,6 +343,6 @@ def test_stopping_the_owner_hands_its_job_over_at_once(cluster: Cluster) -> None
     not_ok = {n: (h["state"], h["error"]) for n, h in job["hosts"].items() if h["state"] != "succeeded"}
     assert not not_ok, f"hosts of A's own scouts {on_a}: {not_ok}"
     assert not [n for n, h in job["hosts"].items() if h["late"]], summary(job)
-    assert took < 15, f"the job ended {took:.1f}s after the stop (timeout 20 s): it was not adopted at once"
+    assert took < 20, f"the job ended {took:.1f}s after the stop (timeout 25 s): it was not adopted at once"
     assert_all_succeeded(job, SCOUTS, "done-{n}\n")
     cluster.start_general(A)
