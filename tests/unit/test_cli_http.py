@@ -221,6 +221,14 @@ def test_host_list(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
     assert header.split()[:4] == ["HOST", "STATE", "ONLINE", "OS"]
     assert row.split() == ["web1", "accepted", "yes", "linux", "10.0.0.1", "prod,eu", "0.1.0", "-"]
 
+    # In a cluster each host says which General its scout is connected to.
+    hosts["hosts"].append({**hosts["hosts"][0], "hostname": "web2", "general": "4f1c9a2e"})
+    assert troop(api, "host", "list") == 0
+    header, row1, row2 = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["HOST", "STATE", "ONLINE", "GENERAL"]
+    assert row1.split()[:4] == ["web1", "accepted", "yes", "-"]
+    assert row2.split()[:5] == ["web2", "accepted", "yes", "4f1c9a2e", "linux"]
+
 
 def test_entry_point_in_a_subprocess_prints_hosts_as_they_finish(api: FakeApi) -> None:
     # web1's result is held back by the fake until we have read it from the pipe: proof

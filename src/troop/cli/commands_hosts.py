@@ -1,4 +1,4 @@
-"""`troop host list`: what the General knows about each scout."""
+"""`troop host list`: what the General knows about each scout (and, in a cluster, where it is connected)."""
 
 from __future__ import annotations
 
@@ -34,5 +34,9 @@ def run_list(ns: argparse.Namespace, ctx: Context) -> int:
         for h in hosts
     ]
     headers = ["HOST", "STATE", "ONLINE", "OS", "IP", "TAGS", "VERSION", "LAST SEEN"]
+    if any(h.get("general") for h in hosts):  # a cluster: which General each scout is connected to
+        headers.insert(3, "GENERAL")
+        for row, h in zip(rows, hosts, strict=True):
+            row.insert(3, str(h.get("general") or "-"))
     console.out("\n".join(style.remote(line) for line in table(headers, rows)))
     return 0
