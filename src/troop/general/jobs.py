@@ -16,20 +16,20 @@ import math
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from troop import blacklist as blacklist_mod
 from troop.general.files import FileService
 from troop.general.hub import ScoutHub
 from troop.general.jobdata import jsonable_data
 from troop.general.jobmirrors import JobMirrors
+from troop.general.jobrequest import JobRequest, Remote, TargetNotAllowed, args_json, job_id, target_json
 from troop.general.jobstate import FINAL_STATES, RESULT_STATES, HostState, Job
 from troop.general.jobwriter import JobWriter
 from troop.general.keys import KeyRegistry
 from troop.general.settings import GeneralSettings
-from troop.general.targeting import Target, name_matches, resolve
+from troop.general.targeting import name_matches, resolve
 from troop.protocol import messages
 from troop.store import AuditRow, JobRow, Store, StoreUnavailable
 
@@ -39,36 +39,6 @@ RECENT_HOSTS = 20_000  # host results of finished jobs kept in memory; older one
 RECONNECTING_KINDS = frozenset({"scout.restart", "scout.upgrade"})
 PRUNE_EVERY = 3600.0
 FINISH_RETRY = 1.0  # seconds between tries to store a finished job while the store is down
-
-
-class TargetNotAllowed(Exception):
-    pass
-
-
-class Remote(Protocol):
-    """Scouts connected to other Generals of a cluster (troop.general.cluster)."""
-
-    gid: str
-
-    def holder(self, host: str) -> str | None: ...
-    async def send_tasks(self, gid: str, items: list[tuple[str, messages.Task]]) -> dict[str, str]: ...
-    def cancel(self, host: str, task_id: str) -> None: ...
-    async def unknown_result(self, host: str, msg: messages.Result) -> bool: ...
-
-
-@dataclass
-class JobRequest:
-    kind: str
-    target: Target
-    actor: str
-    timeout: float | None = None
-    stream: bool = False
-    command: messages.Command | None = None
-    args: dict[str, Any] = field(default_factory=dict)  # sent to every scout and stored with the job
-    host_args: Callable[[str], dict[str, Any]] | None = None  # per scout, never stored: may hold keys
-    blobs: list[str] = field(default_factory=list)  # FileManager blobs this job needs
-    argv: list[str] | None = None  # what the blacklist checks, for jobs that run a program but not a command
-    allowed: list[str] | None = None  # host globs the caller's token is limited to
 
 
 def utcnow() -> datetime:
@@ -160,10 +130,10 @@ class JobManager:
                 raise TargetNotAllowed(f"this token may not target {', '.join(outside[:5])}")
         timeout = min(req.timeout or self.settings.default_timeout, self.settings.max_timeout)
         job = Job(
-            id=_job_id(),
+            id=job_id(),
             kind=req.kind,
-            target=_target_json(req.target),
-            args=_args_json(req.command, req.args),
+            target=target_json(req.target),
+            args=args_json(req.command, req.args),
             timeout=timeout,
             created_by=req.actor,
             created_at=utcnow(),
@@ -463,27 +433,6 @@ class JobManager:
                 }
             )
         return out
-
-
-def _job_id() -> str:
-    # Sortable by time at a glance, unique by its random tail.
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
-
-
-def _target_json(target: Target) -> dict[str, Any]:
-    return {"hosts": target.hosts, "os": target.os, "tags": list(target.tags), "one": target.one}
-
-
-def _args_json(command: messages.Command | None, args: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = dict(args or {})
-    if command is not None:
-        out["command"] = {
-            "argv": command.argv,
-            "shell": command.shell,
-            "cwd": command.cwd,
-            "env": sorted(command.env),
-        }  # env values may be secrets: keep names only
-    return out
 
 
 __all__ = ["FINAL_STATES", "JobManager", "JobRequest", "Remote", "TargetNotAllowed", "jsonable_data"]
