@@ -59,6 +59,8 @@ from swarm import SwarmBench, ensure_keys, raise_fd_limit, summarise_profile
 from tests.natsserver import NatsServer, nats_server_bin
 from tests.services import Postgres, start_postgres
 
+from troop.localfleet import cluster_general
+
 DATABASE = "troop_bench"
 TARGETS = {"ping_all_median_s": 1.5, "single_remote_median_ms": 10.0}
 # Coarse buckets for the cluster profile, first match wins (substrings of the collapsed stacks).
@@ -145,24 +147,12 @@ class ClusterBench:
             api_port=free_port(),
             scout_port=free_port(),
         )
-        env = {
-            **self.env,
-            "TROOP_FILEMANAGER_LISTEN": "",
-            "TROOP_FILEMANAGER_URL": f"http://127.0.0.1:{self.fm_port}",
-            "TROOP_FILEMANAGER_TOKEN_FILE": str(self.fm_dir / "service.token"),
-            "TROOP_FILEMANAGER_SECRET_FILE": str(self.fm_dir / "filemanager.key"),
-        }
         assert self.nats is not None
-        argv = [
-            _bin("troop-general"),
-            "--data-dir", str(g.data_dir),
-            "--api-listen", f"127.0.0.1:{g.api_port}",
-            "--scout-listen", f"127.0.0.1:{g.scout_port}",
-            "--store", self.store_url,
-            "--bus", self.nats.url,
-            "--auto-accept",
-            "--log-level", "warning",
-        ]  # fmt: skip
+        argv, fm_env = cluster_general(
+            g.data_dir, g.api_port, g.scout_port, self.store_url, self.nats.url, self.fm_dir, self.fm_port
+        )
+        argv += ["--log-level", "warning"]
+        env = {**self.env, **fm_env}
         g.proc = self.procs.start(
             f"troop-general {g.name} (cluster)",
             argv,

@@ -159,3 +159,26 @@ class Fleet:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"timed out waiting for {what}")
+
+
+def cluster_general(
+    data_dir: Path, api_port: int, scout_port: int, store_url: str, bus_url: str, fm_dir: Path, fm_port: int
+) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment of one cluster-mode troop-general on loopback, using the
+    standalone troop-filemanager whose data dir is `fm_dir` (its token and secret files)."""
+    argv = [
+        _bin("troop-general"),
+        "--data-dir", str(data_dir),
+        "--api-listen", f"127.0.0.1:{api_port}",
+        "--scout-listen", f"127.0.0.1:{scout_port}",
+        "--store", store_url,
+        "--bus", bus_url,
+        "--auto-accept",
+    ]  # fmt: skip
+    env = {
+        "TROOP_FILEMANAGER_LISTEN": "",
+        "TROOP_FILEMANAGER_URL": f"http://127.0.0.1:{fm_port}",
+        "TROOP_FILEMANAGER_TOKEN_FILE": str(fm_dir / "service.token"),
+        "TROOP_FILEMANAGER_SECRET_FILE": str(fm_dir / "filemanager.key"),
+    }
+    return argv, env

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.natsserver import NatsServer
-from troop.localfleet import free_port
+from troop.localfleet import cluster_general, free_port
 
 FINAL = frozenset({"offline", "succeeded", "failed", "timed_out", "lost", "refused"})
 """Host states that end a host (`sent` is final only at the deadline, with its error)."""
@@ -210,26 +210,17 @@ class Cluster:
         if g.running:
             return
         assert self.fm is not None, "start_filemanager() first"
+        args, fm_env = cluster_general(
+            g.data_dir, g.api_port, g.scout_port, self.store_url, self.nats.url, self.fm_dir, self.fm_port
+        )
         env = {
             **self._base_env,
-            "TROOP_FILEMANAGER_LISTEN": "",
-            "TROOP_FILEMANAGER_URL": f"http://127.0.0.1:{self.fm_port}",
-            "TROOP_FILEMANAGER_TOKEN_FILE": str(self.fm_dir / "service.token"),
-            "TROOP_FILEMANAGER_SECRET_FILE": str(self.fm_dir / "filemanager.key"),
+            **fm_env,
             "TROOP_HEARTBEAT": str(self.heartbeat),
             "TROOP_GRACE": str(self.grace),
             "TROOP_KEY_BITS": "2048",
             **self.general_env,
         }
-        args = [
-            _bin("troop-general"),
-            "--data-dir", str(g.data_dir),
-            "--api-listen", f"127.0.0.1:{g.api_port}",
-            "--scout-listen", f"127.0.0.1:{g.scout_port}",
-            "--store", self.store_url,
-            "--bus", self.nats.url,
-            "--auto-accept",
-        ]  # fmt: skip
         g.starts += 1
         with g.log.open("ab") as fh:
             fh.write(f"===== harness: start #{g.starts} of General {g.name} (index {i}) =====\n".encode())

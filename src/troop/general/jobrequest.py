@@ -40,6 +40,7 @@ class JobRequest:
     blobs: list[str] = field(default_factory=list)  # FileManager blobs this job needs
     argv: list[str] | None = None  # what the blacklist checks, for jobs that run a program but not a command
     allowed: list[str] | None = None  # host globs the caller's token is limited to
+    audited: bool = True  # an operator's job is audited (with the job, in one transaction); the General's own not
 
 
 def job_id() -> str:

@@ -149,13 +149,10 @@ class JobManager:
                 host.state, host.final, host.error = "offline", True, "scout not connected when the job was sent"
             job.hosts[name] = host
         now = utcnow()
-        audit = AuditRow(
-            req.actor,
-            f"job.{req.kind}",
-            req.target.describe(),
-            True,
-            {"job": job.id, "hosts": len(job.hosts), "args": job.args},
-        )
+        audit = None
+        if req.audited:
+            detail = {"job": job.id, "hosts": len(job.hosts), "args": job.args}
+            audit = AuditRow(req.actor, f"job.{req.kind}", req.target.describe(), True, detail)
         await self.store.create_job(job.to_row(), [h.to_row(job.id, now) for h in job.hosts.values()], audit)
         for sha in req.blobs:
             await self.store.link_blob(job.id, sha)

