@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from troop.store import Store, TokenRow
 
 log = logging.getLogger("troop.general.auth")
@@ -64,7 +66,10 @@ class TokenService:
         """On first start, make an admin token and write it to a 0600 file."""
         if await self.store.count_tokens() > 0:
             return None
-        token, _ = await self.create("admin", "admin", actor="troop-general")
+        try:
+            token, _ = await self.create("admin", "admin", actor="troop-general")
+        except IntegrityError:
+            return None  # another General of the cluster, starting at the same time, made it
         path = data_dir / "admin.token"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
