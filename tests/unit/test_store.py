@@ -574,3 +574,16 @@ async def test_finish_job_saves_its_last_rows_in_the_same_transaction(store: Sto
     assert found[0].state == "done" and found[0].finished_at == at(6)
     assert [(h.hostname, h.state, h.stdout) for h in found[1]] == [("a", "sent", b""), ("b", "succeeded", b"hi")]
     assert found[1][1].task_id == "j1/b"  # the task id is never rewritten
+
+
+async def test_finish_job_as_owner_only_while_it_owns_the_job(store: Store) -> None:
+    """A General that stalled and lost its job to an adopter must not also mark it done."""
+    await store.create_job(job("j1", owner="g1"), job_hosts("j1", ["a"]))
+    assert await store.claim_job("j1", "g1", "g2")
+    row = JobHostRow(job_id="j1", hostname="a", task_id="", state="succeeded", updated_at=at(5))
+    assert not await store.finish_job("j1", at(6), [row], owner="g1")
+    found = await store.get_job("j1")
+    assert found is not None and found[0].state == "running"
+    assert found[1][0].state == "succeeded"  # its result is kept for the adopter all the same
+    assert await store.finish_job("j1", at(7), owner="g2")
+    assert await store.job_owner("j1") == ("g2", "done")

@@ -38,6 +38,11 @@ class JobMirrors:
         self._jobs[row.id] = (job, asyncio.create_task(self._poll(job)))
         return job
 
+    def watch(self, job: Job) -> None:
+        """Follow a job object callers already hold (it was ours, another General took it over)."""
+        if job.id not in self._jobs:
+            self._jobs[job.id] = (job, asyncio.create_task(self._poll(job)))
+
     def stop(self) -> None:
         for _, task in self._jobs.values():
             task.cancel()

@@ -359,11 +359,19 @@ class JobManager:
         # Stored first, reported second: nothing a caller is told is done can be lost.
         while True:
             try:
-                await self.writer.finish(job.id, job.finished_at)
+                kept = await self.writer.finish(job.id, job.finished_at, self.gid or None)
                 break
             except StoreUnavailable:
                 log.warning("store unavailable: will retry finishing a job", extra={"fields": {"job": job.id}})
                 await asyncio.sleep(FINISH_RETRY)
+        if not kept:
+            # We stalled long enough to be taken for dead and another General adopted the job:
+            # it finishes it; callers here follow it from the store (our rows are saved).
+            log.warning("another General took this job over; following it", extra={"fields": {"job": job.id}})
+            self.active.pop(job.id, None)
+            job.finishing, job.finished_at = False, None
+            self.mirrors.watch(job)
+            return
         job.state = "done"
         self.active.pop(job.id, None)
         self._remember(job)

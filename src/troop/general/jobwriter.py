@@ -38,19 +38,20 @@ class JobWriter:
             if self._dirty:
                 await self._save(list(self._dirty.values()))
 
-    async def finish(self, job_id: str, when: datetime) -> None:
-        """Save every pending row and mark the job done, in one transaction."""
+    async def finish(self, job_id: str, when: datetime, owner: str | None = None) -> bool:
+        """Save every pending row and mark the job done, in one transaction. With `owner`, the
+        job is only marked done while that General owns it (see Store.finish_job)."""
         async with self._lock:
             rows = list(self._dirty.values())
             try:
-                await self.store.finish_job(job_id, when, rows)
+                done = await self.store.finish_job(job_id, when, rows, owner)
             except StoreUnavailable:
                 raise  # rows stay pending: the next try takes them
             except Exception:
                 await self._save(rows)
-                await self.store.finish_job(job_id, when)
-            else:
-                self._taken(rows)
+                return await self.store.finish_job(job_id, when, owner=owner)
+            self._taken(rows)
+            return done
 
     async def _save(self, rows: list[JobHostRow]) -> None:
         try:

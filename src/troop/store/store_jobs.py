@@ -71,13 +71,21 @@ class JobQueries(StoreBase):
         async with self._write() as conn:
             await conn.execute(_SAVE, _save_batch(rows))
 
-    async def finish_job(self, job_id: str, when: datetime, rows: Sequence[JobHostRow] = ()) -> None:
-        """Mark the job done, saving `rows` (as save_job_hosts) in the same transaction."""
+    async def finish_job(
+        self, job_id: str, when: datetime, rows: Sequence[JobHostRow] = (), owner: str | None = None
+    ) -> bool:
+        """Mark the job done, saving `rows` (as save_job_hosts) in the same transaction.
+
+        With `owner`, only while that General still owns it (a cluster may have handed the job
+        to another): False, and the rows saved all the same, when it does not."""
         stmt = sa.update(jobs).where(jobs.c.id == job_id).values(state="done", finished_at=when)
+        if owner is not None:
+            stmt = stmt.where(jobs.c.owner == owner)
         async with self._write() as conn:
             if rows:
                 await conn.execute(_SAVE, _save_batch(rows))
-            await conn.execute(stmt)
+            result = await conn.execute(stmt)
+        return int(result.rowcount) == 1
 
     async def get_job(self, job_id: str) -> tuple[JobRow, list[JobHostRow]] | None:
         async with self._read() as conn:
