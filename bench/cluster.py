@@ -54,7 +54,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.services, tests.natsserver
 
-from common import RESULTS, WORK, Procs, Sample, free_port, log, measure, memory, register, register_pid, wait_for
+from common import (
+    RESULTS,
+    WORK,
+    Procs,
+    Sample,
+    api_json,
+    free_port,
+    log,
+    measure,
+    memory,
+    register,
+    register_pid,
+    wait_for,
+)
 from swarm import SwarmBench, ensure_keys, raise_fd_limit, summarise_profile
 from tests.natsserver import NatsServer, nats_server_bin
 from tests.services import Postgres, start_postgres
@@ -192,14 +205,7 @@ class ClusterBench:
 
     # ------------------------------------------------------------------ API
     def api(self, g: General, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{g.api_port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+        return api_json(g.api_port, self.token, method, path, body, timeout)
 
     def ping(self, g: General, hosts: str, wait: int) -> Sample:
         """Submit to the answer: Sample(seconds, hosts that succeeded, hosts targeted)."""

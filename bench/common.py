@@ -7,12 +7,14 @@ as it happens, so bench/cleanup.sh can undo a run that died half-way (even a SIG
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,3 +269,15 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def api_json(port: int, token: str, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
+    """One call to a General's API on 127.0.0.1:`port`, as the admin; the decoded JSON answer."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())

@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from multiprocessing import Pool
@@ -45,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, WORK, Procs, free_port, log, memory, port_open, register, register_pid, wait_for
+from common import RESULTS, WORK, Procs, api_json, free_port, log, memory, port_open, register, register_pid, wait_for
 
 KEYS = WORK / "keys"
 KEY_BITS = 2048
@@ -421,14 +420,7 @@ class SwarmBench:
         return sum(1 for h in hosts if h["online"])
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 180) -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+        return api_json(self.api_port, self.token, method, path, body, timeout)
 
     def ping(self) -> tuple[float, int, int, str]:
         start = time.perf_counter()

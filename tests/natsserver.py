@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 READY_TIMEOUT = 10.0
@@ -124,3 +125,17 @@ def start_nats(port: int | None = None) -> NatsServer:
 def _stop_all() -> None:
     for server in list(_running):
         server.stop()
+
+
+def nats_for_a_test() -> Iterator[NatsServer]:
+    """A running nats-server for one fixture's life (skipped, or failed in CI, without a binary)."""
+    from tests.missing import no_server  # pytest only where a test asks for it
+
+    try:
+        server = start_nats()
+    except RuntimeError as exc:
+        no_server(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()

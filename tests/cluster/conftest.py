@@ -12,12 +12,11 @@ Missing nats-server or PostgreSQL: skipped, except in CI (env CI set), where it 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.cluster.harness import Cluster
-from tests.natsserver import NatsServer, start_nats
+from tests.natsserver import NatsServer, nats_for_a_test
 
 GENERALS = 3
 SCOUTS = [f"s{i:02d}" for i in range(1, 46)]
@@ -33,12 +32,6 @@ MIN_EACH = 5
 
 _live: list[Cluster] = []  # clusters whose logs a failing test's report gets
 _failed: list[Cluster] = []  # clusters that failed while starting: reported once, by the next report
-
-
-def _no_server(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(reason)  # in CI a missing server is a failure, not a skip
-    pytest.skip(reason)
 
 
 async def _admin(url: str, sql: str) -> None:
@@ -60,17 +53,6 @@ def _database(postgres_url: str) -> Generator[str, None, None]:
         asyncio.run(_admin(postgres_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
-def _nats() -> Generator[NatsServer, None, None]:
-    try:
-        server = start_nats()
-    except RuntimeError as exc:
-        _no_server(str(exc))
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture(scope="package")
 def cluster_db(postgres_url: str) -> Iterator[str]:
     yield from _database(postgres_url)
@@ -78,7 +60,7 @@ def cluster_db(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def cluster_nats() -> Iterator[NatsServer]:
-    yield from _nats()
+    yield from nats_for_a_test()
 
 
 @pytest.fixture(scope="package")
@@ -101,7 +83,7 @@ def cluster(cluster_package: Cluster) -> Cluster:
 def new_cluster(tmp_path: Path, postgres_url: str) -> Iterator[Cluster]:
     """A cluster of this test's own (database, nats-server), nothing started yet."""
     db = _database(postgres_url)
-    nats = _nats()
+    nats = nats_for_a_test()
     try:
         with _tracked(Cluster(tmp_path / "cluster", next(db), next(nats), print_logs=False)) as c:
             yield c

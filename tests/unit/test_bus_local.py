@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.businbox import Inbox
 from troop.bus import (
     DEFAULT_MAX_PAYLOAD,
     BusError,
@@ -26,28 +27,6 @@ from troop.bus import (
 from troop.bus.base import check_subject
 from troop.bus.local import _SubjectTree
 from troop.errors import ConfigError
-
-
-class Inbox:
-    """A handler that records what it gets and lets a test wait for a count."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, bytes]] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, subject: str, data: bytes) -> None:
-        self.got.append((subject, data))
-        self._changed.set()
-
-    async def wait(self, count: int, timeout: float = 2.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.got) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-    @property
-    def subjects(self) -> list[str]:
-        return [subject for subject, _ in self.got]
 
 
 async def settle() -> None:

@@ -31,17 +31,18 @@ class JobMirrors:
         known = self._jobs.get(row.id)
         if known is not None:
             return known[0]
-        while len(self._jobs) >= MAX_MIRRORS:
-            oldest = next(iter(self._jobs))
-            self._jobs.pop(oldest)[1].cancel()
         job = Job.from_rows(row, hosts)
-        self._jobs[row.id] = (job, asyncio.create_task(self._poll(job)))
+        self.watch(job)
         return job
 
     def watch(self, job: Job) -> None:
         """Follow a job object callers already hold (it was ours, another General took it over)."""
-        if job.id not in self._jobs:
-            self._jobs[job.id] = (job, asyncio.create_task(self._poll(job)))
+        if job.id in self._jobs:
+            return
+        while len(self._jobs) >= MAX_MIRRORS:
+            oldest = next(iter(self._jobs))
+            self._jobs.pop(oldest)[1].cancel()
+        self._jobs[job.id] = (job, asyncio.create_task(self._poll(job)))
 
     def stop(self) -> None:
         for _, task in self._jobs.values():
